@@ -1,0 +1,87 @@
+/*
+ * hashi-sftp-server's packet loop and the interface its request handlers use.
+ *
+ * server_run() owns the loop: read from the client, cut packets, dispatch
+ * by type (requests.c for the core requests, extensions.c for
+ * SSH_FXP_EXTENDED), queue replies, write them, apply back-pressure.
+ */
+#ifndef HASHI_SERVER_H
+#define HASHI_SERVER_H
+
+#include <pwd.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "handles.h"
+#include "wire.h"
+
+struct server_opts {
+	bool readonly;          /* -R */
+	const char *allowlist;  /* -p: comma-separated request names, or NULL */
+	const char *denylist;   /* -P */
+	const char *user;       /* login user's name (for logs) */
+	const char *home;       /* login user's home directory */
+	uid_t uid;
+	const char *client_addr; /* for logs: from SSH_CONNECTION, or "UNKNOWN" */
+};
+
+struct server;
+
+/* A request handler reads its arguments from r (the packet after the id) and
+ * queues exactly one reply. It returns 0, or a WIRE_E* code when the request
+ * is malformed, in which case the server replies SSH_FX_BAD_MESSAGE. */
+typedef int (*request_fn)(struct server *s, uint32_t id, struct wire_reader *r);
+
+struct request_def {
+	const char *name;     /* the name -P/-p/-Q use */
+	const char *ext_name; /* SSH_FXP_EXTENDED request name, or NULL */
+	const char *ext_version; /* advertised in VERSION, for extensions */
+	uint8_t type;         /* packet type, for core requests */
+	request_fn fn;
+	bool mutating;        /* refused under -R */
+};
+
+/* Tables, each ended by an entry with name == NULL. */
+extern const struct request_def requests_core[];      /* requests.c */
+extern const struct request_def requests_extensions[]; /* extensions.c */
+
+struct server *server_new(const struct server_opts *opts);
+void server_free(struct server *s);
+/* Serve on the two descriptors until the client closes; returns the exit
+ * status for the process. */
+int server_run(struct server *s, int in, int out);
+/* Fuzzing and tests: hand bytes to the server as if read from the client.
+ * Complete packets are processed and their replies queued (see
+ * server_output). Returns 0, or -1 when the session must end (bad framing,
+ * packet before INIT, ...). */
+int server_feed(struct server *s, const void *data, size_t len);
+struct wire_buf *server_output(struct server *s);
+/* Log "forced close" for open handles and "session closed" (at exit). */
+void server_log_close(struct server *s);
+
+/* For handlers. */
+const struct server_opts *server_opts(const struct server *s);
+struct handle_table *server_handles(struct server *s);
+struct wire_buf *server_out(struct server *s);
+bool server_request_permitted(const struct server *s, const struct request_def *def);
+
+void server_send_status(struct server *s, uint32_t id, uint32_t status);
+void server_send_status_msg(struct server *s, uint32_t id, uint32_t status, const char *msg);
+void server_send_errno(struct server *s, uint32_t id, int err);
+void server_send_handle(struct server *s, uint32_t id, const struct handle *h);
+/* A NAME reply with one entry whose name and longname are both name, and no attributes. */
+void server_send_name1(struct server *s, uint32_t id, const char *name);
+void server_send_attrs(struct server *s, uint32_t id, const struct stat *st);
+/* Begin and end a reply the handler builds itself with wire_put_*. */
+size_t server_reply_begin(struct server *s, uint8_t type, uint32_t id);
+void server_reply_end(struct server *s, size_t mark);
+
+/* Read a handle string and look it up; *h is NULL when it names no open
+ * handle of that kind (kind HANDLE_ANY accepts both). */
+int server_get_handle(struct server *s, struct wire_reader *r, int kind, struct handle **h);
+
+/* OpenSSH-style "ls -l" line for READDIR's longname. */
+void server_longname(struct server *s, char *buf, size_t size, const char *name, const struct stat *st);
+
+#endif
