@@ -83,7 +83,7 @@ bool log_enabled(enum log_level level)
 
 static void log_write(enum log_level level, const char *fmt, va_list ap)
 {
-	char msg[1024], line[1200];
+	char msg[1024], line[1400];
 	const char *txt = NULL;
 	int pri = LOG_INFO;
 

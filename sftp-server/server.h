@@ -81,6 +81,10 @@ void server_reply_end(struct server *s, size_t mark);
  * handle of that kind (kind HANDLE_ANY accepts both). */
 int server_get_handle(struct server *s, struct wire_reader *r, int kind, struct handle **h);
 
+/* realpath(3) that, like OpenSSH's, accepts a missing last component.
+ * resolved must hold PATH_MAX bytes. Returns 0, or -1 with errno. */
+int server_realpath(const char *path, char *resolved);
+
 /* OpenSSH-style "ls -l" line for READDIR's longname. */
 void server_longname(struct server *s, char *buf, size_t size, const char *name, const struct stat *st);
 

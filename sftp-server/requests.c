@@ -1,0 +1,599 @@
+/* The core SFTP v3 requests, one function each. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "attrs.h"
+#include "log.h"
+#include "server.h"
+#include "sftp-proto.h"
+
+/* Entries per READDIR reply: at most this many, and stop adding once the
+ * reply passes READDIR_MAX_BYTES (an entry is well under 1 KiB). */
+#define READDIR_MAX_ENTRIES 256
+#define READDIR_MAX_BYTES (128 * 1024)
+
+static int get_path(struct wire_reader *r, char **path)
+{
+	return wire_get_cstring(r, path, SFTP_MAX_MSG_LENGTH);
+}
+
+static int flags_from_portable(uint32_t pflags)
+{
+	int flags = 0;
+
+	if ((pflags & SSH_FXF_READ) && (pflags & SSH_FXF_WRITE))
+		flags = O_RDWR;
+	else if (pflags & SSH_FXF_READ)
+		flags = O_RDONLY;
+	else if (pflags & SSH_FXF_WRITE)
+		flags = O_WRONLY;
+	if (pflags & SSH_FXF_APPEND)
+		flags |= O_APPEND;
+	if (pflags & SSH_FXF_CREAT)
+		flags |= O_CREAT;
+	if (pflags & SSH_FXF_TRUNC)
+		flags |= O_TRUNC;
+	if (pflags & SSH_FXF_EXCL)
+		flags |= O_EXCL;
+	return flags;
+}
+
+static const char *string_from_portable(uint32_t pflags, char *buf, size_t size)
+{
+	static const struct { uint32_t bit; const char *name; } names[] = {
+		{ SSH_FXF_READ, "READ" }, { SSH_FXF_WRITE, "WRITE" }, { SSH_FXF_APPEND, "APPEND" },
+		{ SSH_FXF_CREAT, "CREATE" }, { SSH_FXF_TRUNC, "TRUNCATE" }, { SSH_FXF_EXCL, "EXCL" },
+	};
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(pflags & names[i].bit))
+			continue;
+		size_t used = strlen(buf);
+		snprintf(buf + used, size - used, "%s%s", used ? "," : "", names[i].name);
+	}
+	return buf;
+}
+
+static int req_open(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *name, fbuf[64];
+	uint32_t pflags;
+	struct sftp_attrs a;
+	int err;
+
+	if ((err = get_path(r, &name)))
+		return err;
+	if ((err = wire_get_u32(r, &pflags)) || (err = attrs_get(r, &a))) {
+		free(name);
+		return err;
+	}
+	int flags = flags_from_portable(pflags);
+	int mode = (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ? (int)(a.perm & 07777) : 0666;
+	log_info("open \"%s\" flags %s mode 0%o", name,
+		 string_from_portable(pflags, fbuf, sizeof(fbuf)), (unsigned)mode);
+	if (server_opts(s)->readonly &&
+	    ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0)) {
+		log_verbose("Refusing open request in read-only mode");
+		server_send_status(s, id, SSH_FX_PERMISSION_DENIED);
+		free(name);
+		return 0;
+	}
+	/* O_NONBLOCK so that a FIFO or a device cannot stall the whole session
+	 * in open(); it is cleared again for regular files. */
+	int fd = open(name, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
+	if (fd < 0) {
+		server_send_errno(s, id, errno);
+		free(name);
+		return 0;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
+		fcntl(fd, F_SETFL, flags & O_APPEND);
+	struct handle *h = handles_new(server_handles(s), HANDLE_FILE, name, fd, NULL, flags);
+	if (!h) {
+		log_error("open \"%s\": too many open handles", name);
+		close(fd);
+		server_send_status(s, id, SSH_FX_FAILURE);
+	} else {
+		server_send_handle(s, id, h);
+	}
+	free(name);
+	return 0;
+}
+
+static int req_close(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	struct handle *h;
+	int err = server_get_handle(s, r, HANDLE_ANY, &h);
+	if (err)
+		return err;
+	if (!h) {
+		server_send_errno(s, id, ENOENT);
+		return 0;
+	}
+	if (h->kind == HANDLE_FILE)
+		log_info("close \"%s\" bytes read %llu written %llu", h->name,
+			 (unsigned long long)h->bytes_read, (unsigned long long)h->bytes_written);
+	else
+		log_info("closedir \"%s\"", h->name);
+	int ret = handles_close(server_handles(s), h);
+	server_send_errno(s, id, ret < 0 ? errno : 0);
+	return 0;
+}
+
+/* The data is read straight into the reply queue: no intermediate copy. */
+static int req_read(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	struct handle *h;
+	uint64_t off;
+	uint32_t len;
+	int err;
+
+	if ((err = server_get_handle(s, r, HANDLE_FILE, &h)) || (err = wire_get_u64(r, &off)) ||
+	    (err = wire_get_u32(r, &len)))
+		return err;
+	log_debug("request %u: read \"%s\" off %llu len %u", id, h ? h->name : "(invalid)",
+		  (unsigned long long)off, len);
+	if (!h) {
+		server_send_status(s, id, SSH_FX_FAILURE);
+		return 0;
+	}
+	if (len > SFTP_MAX_READ_LENGTH) {
+		log_debug2("read change len %u to %u", len, SFTP_MAX_READ_LENGTH);
+		len = SFTP_MAX_READ_LENGTH;
+	}
+	if (off > (uint64_t)INT64_MAX) {
+		server_send_errno(s, id, EINVAL);
+		return 0;
+	}
+	struct wire_buf *out = server_out(s);
+	size_t mark = server_reply_begin(s, SSH_FXP_DATA, id);
+	uint8_t *p = wire_buf_reserve(out, (size_t)len + 4);
+	if (!p)
+		log_fatal("internal error: reply queue full");
+	ssize_t n = 0;
+	if (len > 0) {
+		do {
+			n = pread(h->fd, p + 4, len, (off_t)off);
+			if (n < 0 && errno == ESPIPE)
+				n = read(h->fd, p + 4, len);
+		} while (n < 0 && errno == EINTR);
+	}
+	if (n < 0) {
+		int e = errno;
+		wire_buf_truncate(out, mark);
+		log_error("read \"%.100s\": %s", h->name, strerror(e));
+		server_send_errno(s, id, e);
+		return 0;
+	}
+	if (n == 0 && len > 0) {
+		wire_buf_truncate(out, mark);
+		server_send_status(s, id, SSH_FX_EOF);
+		return 0;
+	}
+	wire_store_u32(p, (uint32_t)n);
+	wire_buf_commit(out, (size_t)n + 4);
+	server_reply_end(s, mark);
+	log_debug("request %u: sent data len %zd", id, n);
+	h->bytes_read += (uint64_t)n;
+	return 0;
+}
+
+static int req_write(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	struct handle *h;
+	uint64_t off;
+	const uint8_t *data;
+	uint32_t len;
+	int err;
+
+	if ((err = server_get_handle(s, r, HANDLE_FILE, &h)) || (err = wire_get_u64(r, &off)) ||
+	    (err = wire_get_string(r, &data, &len)))
+		return err;
+	log_debug("request %u: write \"%s\" off %llu len %u", id, h ? h->name : "(invalid)",
+		  (unsigned long long)off, len);
+	if (!h) {
+		server_send_status(s, id, SSH_FX_FAILURE);
+		return 0;
+	}
+	if (off > (uint64_t)INT64_MAX) {
+		server_send_errno(s, id, EINVAL);
+		return 0;
+	}
+	bool append = (h->flags & O_APPEND) != 0;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n;
+		if (append)
+			n = write(h->fd, data + done, len - done);
+		else {
+			n = pwrite(h->fd, data + done, len - done, (off_t)(off + done));
+			if (n < 0 && errno == ESPIPE)
+				n = write(h->fd, data + done, len - done);
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			log_error("write \"%.100s\": %s", h->name, strerror(e));
+			h->bytes_written += done;
+			server_send_errno(s, id, e);
+			return 0;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	h->bytes_written += done;
+	server_send_status(s, id, done == len ? SSH_FX_OK : SSH_FX_FAILURE);
+	return 0;
+}
+
+static int do_stat(struct server *s, uint32_t id, struct wire_reader *r, bool lstat_)
+{
+	char *name;
+	struct stat st;
+	int err = get_path(r, &name);
+	if (err)
+		return err;
+	log_verbose("%sstat name \"%s\"", lstat_ ? "l" : "", name);
+	if ((lstat_ ? lstat(name, &st) : stat(name, &st)) < 0)
+		server_send_errno(s, id, errno);
+	else
+		server_send_attrs(s, id, &st);
+	free(name);
+	return 0;
+}
+
+static int req_stat(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	return do_stat(s, id, r, false);
+}
+
+static int req_lstat(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	return do_stat(s, id, r, true);
+}
+
+static int req_fstat(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	struct handle *h;
+	struct stat st;
+	int err = server_get_handle(s, r, HANDLE_ANY, &h);
+	if (err)
+		return err;
+	log_debug("request %u: fstat \"%s\"", id, h ? h->name : "(invalid)");
+	if (!h)
+		server_send_status(s, id, SSH_FX_FAILURE);
+	else if (fstat(h->fd, &st) < 0)
+		server_send_errno(s, id, errno);
+	else
+		server_send_attrs(s, id, &st);
+	return 0;
+}
+
+static void log_modtime(const char *name, uint32_t mtime)
+{
+	if (!log_enabled(LOGL_INFO))
+		return;
+	char buf[64];
+	struct tm tm;
+	time_t t = (time_t)mtime;
+	buf[0] = '\0';
+	if (localtime_r(&t, &tm))
+		strftime(buf, sizeof(buf), "%Y%m%d-%H:%M:%S", &tm);
+	log_info("set \"%s\" modtime %s", name, buf);
+}
+
+/* setstat and fsetstat: size, mode, times, owner, in OpenSSH's order; every
+ * part is tried and the last failure is reported. fd < 0 means by path. */
+static uint32_t apply_attrs(const char *name, int fd, const struct sftp_attrs *a)
+{
+	uint32_t status = SSH_FX_OK;
+
+	if (a->flags & SSH_FILEXFER_ATTR_SIZE) {
+		log_info("set \"%s\" size %llu", name, (unsigned long long)a->size);
+		if (a->size > (uint64_t)INT64_MAX)
+			status = attrs_errno_to_status(EINVAL);
+		else if ((fd >= 0 ? ftruncate(fd, (off_t)a->size) : truncate(name, (off_t)a->size)) < 0)
+			status = attrs_errno_to_status(errno);
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) {
+		log_info("set \"%s\" mode %04o", name, a->perm);
+		if ((fd >= 0 ? fchmod(fd, a->perm & 07777) : chmod(name, a->perm & 07777)) < 0)
+			status = attrs_errno_to_status(errno);
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
+		struct timespec ts[2] = { { .tv_sec = (time_t)a->atime }, { .tv_sec = (time_t)a->mtime } };
+		log_modtime(name, a->mtime);
+		if ((fd >= 0 ? futimens(fd, ts) : utimensat(AT_FDCWD, name, ts, 0)) < 0)
+			status = attrs_errno_to_status(errno);
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
+		log_info("set \"%s\" owner %lu group %lu", name, (unsigned long)a->uid,
+			 (unsigned long)a->gid);
+		if ((fd >= 0 ? fchown(fd, a->uid, a->gid) : chown(name, a->uid, a->gid)) < 0)
+			status = attrs_errno_to_status(errno);
+	}
+	return status;
+}
+
+static int req_setstat(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *name;
+	struct sftp_attrs a;
+	int err = get_path(r, &name);
+	if (err)
+		return err;
+	if ((err = attrs_get(r, &a))) {
+		free(name);
+		return err;
+	}
+	log_debug("request %u: setstat name \"%s\"", id, name);
+	server_send_status(s, id, apply_attrs(name, -1, &a));
+	free(name);
+	return 0;
+}
+
+static int req_fsetstat(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	struct handle *h;
+	struct sftp_attrs a;
+	int err;
+	if ((err = server_get_handle(s, r, HANDLE_ANY, &h)) || (err = attrs_get(r, &a)))
+		return err;
+	log_debug("request %u: fsetstat \"%s\"", id, h ? h->name : "(invalid)");
+	if (!h)
+		server_send_status(s, id, SSH_FX_FAILURE);
+	else
+		server_send_status(s, id, apply_attrs(h->name, h->fd, &a));
+	return 0;
+}
+
+static int req_opendir(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *path;
+	int err = get_path(r, &path);
+	if (err)
+		return err;
+	log_info("opendir \"%s\"", path);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!dir) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		server_send_errno(s, id, e);
+	} else {
+		struct handle *h = handles_new(server_handles(s), HANDLE_DIR, path, fd, dir, 0);
+		if (!h) {
+			log_error("opendir \"%s\": too many open handles", path);
+			closedir(dir);
+			server_send_status(s, id, SSH_FX_FAILURE);
+		} else {
+			server_send_handle(s, id, h);
+		}
+	}
+	free(path);
+	return 0;
+}
+
+static int req_readdir(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	struct handle *h;
+	int err = server_get_handle(s, r, HANDLE_DIR, &h);
+	if (err)
+		return err;
+	log_debug("request %u: readdir \"%s\"", id, h ? h->name : "(invalid)");
+	if (!h) {
+		server_send_status(s, id, SSH_FX_FAILURE);
+		return 0;
+	}
+	struct wire_buf *out = server_out(s);
+	size_t mark = server_reply_begin(s, SSH_FXP_NAME, id);
+	size_t count_at = wire_buf_mark(out);
+	uint32_t count = 0;
+	if (wire_put_u32(out, 0))
+		log_fatal("internal error: reply queue full");
+	struct dirent *dp;
+	char longname[1024];
+	errno = 0;
+	while (count < READDIR_MAX_ENTRIES && wire_buf_mark(out) - mark < READDIR_MAX_BYTES &&
+	       (dp = readdir(h->dir)) != NULL) {
+		struct stat st;
+		struct sftp_attrs a;
+		if (fstatat(h->fd, dp->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		server_longname(s, longname, sizeof(longname), dp->d_name, &st);
+		attrs_from_stat(&st, &a);
+		if (wire_put_cstring(out, dp->d_name) || wire_put_cstring(out, longname) ||
+		    attrs_put(out, &a))
+			log_fatal("internal error: reply queue full");
+		count++;
+	}
+	if (count == 0) {
+		wire_buf_truncate(out, mark);
+		server_send_status(s, id, SSH_FX_EOF);
+		return 0;
+	}
+	wire_poke_u32(out, count_at, count);
+	server_reply_end(s, mark);
+	log_debug("request %u: sent names count %u", id, count);
+	return 0;
+}
+
+static int req_remove(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *name;
+	int err = get_path(r, &name);
+	if (err)
+		return err;
+	log_info("remove name \"%s\"", name);
+	server_send_errno(s, id, unlink(name) < 0 ? errno : 0);
+	free(name);
+	return 0;
+}
+
+static int req_mkdir(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *name;
+	struct sftp_attrs a;
+	int err = get_path(r, &name);
+	if (err)
+		return err;
+	if ((err = attrs_get(r, &a))) {
+		free(name);
+		return err;
+	}
+	unsigned mode = (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ? (a.perm & 07777) : 0777;
+	log_info("mkdir name \"%s\" mode 0%o", name, mode);
+	server_send_errno(s, id, mkdir(name, mode) < 0 ? errno : 0);
+	free(name);
+	return 0;
+}
+
+static int req_rmdir(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *name;
+	int err = get_path(r, &name);
+	if (err)
+		return err;
+	log_info("rmdir name \"%s\"", name);
+	server_send_errno(s, id, rmdir(name) < 0 ? errno : 0);
+	free(name);
+	return 0;
+}
+
+static int req_realpath(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *path;
+	char resolved[PATH_MAX];
+	int err = get_path(r, &path);
+	if (err)
+		return err;
+	const char *p = path[0] ? path : ".";
+	log_verbose("realpath \"%s\"", p);
+	if (server_realpath(p, resolved) < 0)
+		server_send_errno(s, id, errno);
+	else
+		server_send_name1(s, id, resolved);
+	free(path);
+	return 0;
+}
+
+/* The v3 rename must not replace an existing target. renameat2's
+ * RENAME_NOREPLACE does that atomically; where the filesystem lacks it, do
+ * what OpenSSH does (link+unlink for files, stat+rename otherwise). */
+static int rename_noreplace(const char *oldpath, const char *newpath)
+{
+	if (renameat2(AT_FDCWD, oldpath, AT_FDCWD, newpath, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+		return -1;
+	struct stat sb;
+	if (lstat(oldpath, &sb) < 0)
+		return -1;
+	if (S_ISREG(sb.st_mode)) {
+		if (link(oldpath, newpath) == 0) {
+			if (unlink(oldpath) < 0) {
+				int e = errno;
+				unlink(newpath);
+				errno = e;
+				return -1;
+			}
+			return 0;
+		}
+		if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EXDEV && errno != EPERM)
+			return -1;
+	}
+	if (lstat(newpath, &sb) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return rename(oldpath, newpath);
+}
+
+static int req_rename(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *oldpath, *newpath;
+	int err = get_path(r, &oldpath);
+	if (err)
+		return err;
+	if ((err = get_path(r, &newpath))) {
+		free(oldpath);
+		return err;
+	}
+	log_info("rename old \"%s\" new \"%s\"", oldpath, newpath);
+	server_send_errno(s, id, rename_noreplace(oldpath, newpath) < 0 ? errno : 0);
+	free(oldpath);
+	free(newpath);
+	return 0;
+}
+
+static int req_readlink(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *path;
+	char buf[PATH_MAX];
+	int err = get_path(r, &path);
+	if (err)
+		return err;
+	log_verbose("readlink \"%s\"", path);
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		server_send_errno(s, id, errno);
+	} else {
+		buf[n] = '\0';
+		server_send_name1(s, id, buf);
+	}
+	free(path);
+	return 0;
+}
+
+/* OpenSSH's order: the first path is the link's target, the second the link. */
+static int req_symlink(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	char *oldpath, *newpath;
+	int err = get_path(r, &oldpath);
+	if (err)
+		return err;
+	if ((err = get_path(r, &newpath))) {
+		free(oldpath);
+		return err;
+	}
+	log_info("symlink old \"%s\" new \"%s\"", oldpath, newpath);
+	server_send_errno(s, id, symlink(oldpath, newpath) < 0 ? errno : 0);
+	free(oldpath);
+	free(newpath);
+	return 0;
+}
+
+const struct request_def requests_core[] = {
+	{ "open", NULL, NULL, SSH_FXP_OPEN, req_open, false }, /* -R checked inside */
+	{ "close", NULL, NULL, SSH_FXP_CLOSE, req_close, false },
+	{ "read", NULL, NULL, SSH_FXP_READ, req_read, false },
+	{ "write", NULL, NULL, SSH_FXP_WRITE, req_write, true },
+	{ "lstat", NULL, NULL, SSH_FXP_LSTAT, req_lstat, false },
+	{ "fstat", NULL, NULL, SSH_FXP_FSTAT, req_fstat, false },
+	{ "setstat", NULL, NULL, SSH_FXP_SETSTAT, req_setstat, true },
+	{ "fsetstat", NULL, NULL, SSH_FXP_FSETSTAT, req_fsetstat, true },
+	{ "opendir", NULL, NULL, SSH_FXP_OPENDIR, req_opendir, false },
+	{ "readdir", NULL, NULL, SSH_FXP_READDIR, req_readdir, false },
+	{ "remove", NULL, NULL, SSH_FXP_REMOVE, req_remove, true },
+	{ "mkdir", NULL, NULL, SSH_FXP_MKDIR, req_mkdir, true },
+	{ "rmdir", NULL, NULL, SSH_FXP_RMDIR, req_rmdir, true },
+	{ "realpath", NULL, NULL, SSH_FXP_REALPATH, req_realpath, false },
+	{ "stat", NULL, NULL, SSH_FXP_STAT, req_stat, false },
+	{ "rename", NULL, NULL, SSH_FXP_RENAME, req_rename, true },
+	{ "readlink", NULL, NULL, SSH_FXP_READLINK, req_readlink, false },
+	{ "symlink", NULL, NULL, SSH_FXP_SYMLINK, req_symlink, true },
+	{ NULL, NULL, NULL, 0, NULL, false },
+};

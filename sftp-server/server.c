@@ -1,0 +1,580 @@
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "attrs.h"
+#include "log.h"
+#include "sftp-proto.h"
+
+/* Stop reading and processing requests while this much output is queued. */
+#define OUT_HIGH_WATER (1024 * 1024)
+/* Hard limits on the queues (a bug, not the client, could reach them). */
+#define OUT_MAX (16 * 1024 * 1024)
+#define IN_READ_CHUNK (256 * 1024)
+#define IN_MAX (SFTP_MAX_MSG_LENGTH + 4 + IN_READ_CHUNK)
+/* Handles open at once, at most. */
+#define MAX_HANDLES_CAP 4096
+
+#define NAME_CACHE_SIZE 64
+
+struct name_cache_entry {
+	bool valid;
+	uint32_t id;
+	char name[64];
+};
+
+struct server {
+	struct server_opts opts;
+	struct wire_buf in, out;
+	struct handle_table handles;
+	bool init_done;
+	uint32_t version;
+	struct name_cache_entry users[NAME_CACHE_SIZE], groups[NAME_CACHE_SIZE];
+	time_t now;
+};
+
+static uint32_t compute_max_handles(void)
+{
+	struct rlimit rl;
+	uint64_t n = MAX_HANDLES_CAP;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		/* stdio, syslog and a few spare descriptors (copy-data, readdir). */
+		uint64_t avail = rl.rlim_cur > 16 ? rl.rlim_cur - 16 : 1;
+		if (avail < n)
+			n = avail;
+	}
+	return (uint32_t)n;
+}
+
+struct server *server_new(const struct server_opts *opts)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->opts = *opts;
+	wire_buf_init(&s->in, IN_MAX);
+	wire_buf_init(&s->out, OUT_MAX);
+	handles_init(&s->handles, compute_max_handles());
+	return s;
+}
+
+static void log_forced_close(struct handle *h, void *arg)
+{
+	(void)arg;
+	if (h->kind == HANDLE_FILE)
+		log_info("forced close \"%s\" bytes read %llu written %llu", h->name,
+			 (unsigned long long)h->bytes_read, (unsigned long long)h->bytes_written);
+	else
+		log_info("forced closedir \"%s\"", h->name);
+}
+
+void server_log_close(struct server *s)
+{
+	handles_close_all(&s->handles, log_forced_close, NULL);
+	log_info("session closed for local user %s from [%s]", s->opts.user, s->opts.client_addr);
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	handles_close_all(&s->handles, NULL, NULL);
+	wire_buf_free(&s->in);
+	wire_buf_free(&s->out);
+	free(s);
+}
+
+struct wire_buf *server_output(struct server *s) { return &s->out; }
+const struct server_opts *server_opts(const struct server *s) { return &s->opts; }
+struct handle_table *server_handles(struct server *s) { return &s->handles; }
+struct wire_buf *server_out(struct server *s) { return &s->out; }
+
+/* -P / -p lists: comma-separated names, matched exactly (as OpenSSH's match_list). */
+static bool name_in_list(const char *name, const char *list)
+{
+	size_t n = strlen(name);
+	const char *p = list;
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	return false;
+}
+
+bool server_request_permitted(const struct server *s, const struct request_def *def)
+{
+	if (s->opts.readonly && def->mutating) {
+		log_verbose("Refusing %s request in read-only mode", def->name);
+		return false;
+	}
+	if (s->opts.denylist && name_in_list(def->name, s->opts.denylist)) {
+		log_verbose("Refusing denylisted %s request", def->name);
+		return false;
+	}
+	if (s->opts.allowlist) {
+		if (name_in_list(def->name, s->opts.allowlist)) {
+			log_debug2("Permitting allowlisted %s request", def->name);
+			return true;
+		}
+		log_verbose("Refusing non-allowlisted %s request", def->name);
+		return false;
+	}
+	return true;
+}
+
+/* Replies. Our replies are bounded and back-pressure keeps the queue far
+ * below OUT_MAX, so a failed put is a bug of ours. */
+static void check_put(int err)
+{
+	if (err)
+		log_fatal("internal error: reply queue: %s", wire_strerror(err));
+}
+
+size_t server_reply_begin(struct server *s, uint8_t type, uint32_t id)
+{
+	size_t mark;
+	check_put(wire_packet_begin(&s->out, type, &mark));
+	check_put(wire_put_u32(&s->out, id));
+	return mark;
+}
+
+void server_reply_end(struct server *s, size_t mark)
+{
+	check_put(wire_packet_end(&s->out, mark));
+}
+
+void server_send_status_msg(struct server *s, uint32_t id, uint32_t status, const char *msg)
+{
+	log_debug3("request %u: sent status %u", id, status);
+	if (log_get_level() > LOGL_VERBOSE || (status != SSH_FX_OK && status != SSH_FX_EOF))
+		log_info("sent status %s", attrs_status_message(status));
+	size_t mark = server_reply_begin(s, SSH_FXP_STATUS, id);
+	check_put(wire_put_u32(&s->out, status));
+	if (s->version >= 3) {
+		check_put(wire_put_cstring(&s->out, msg ? msg : attrs_status_message(status)));
+		check_put(wire_put_cstring(&s->out, ""));
+	}
+	server_reply_end(s, mark);
+}
+
+void server_send_status(struct server *s, uint32_t id, uint32_t status)
+{
+	server_send_status_msg(s, id, status, NULL);
+}
+
+void server_send_errno(struct server *s, uint32_t id, int err)
+{
+	server_send_status(s, id, attrs_errno_to_status(err));
+}
+
+void server_send_handle(struct server *s, uint32_t id, const struct handle *h)
+{
+	uint8_t str[HANDLE_STRING_LEN];
+	handles_encode(h, str);
+	log_debug("request %u: sent handle handle %u", id, h->index);
+	size_t mark = server_reply_begin(s, SSH_FXP_HANDLE, id);
+	check_put(wire_put_string(&s->out, str, sizeof(str)));
+	server_reply_end(s, mark);
+}
+
+void server_send_name1(struct server *s, uint32_t id, const char *name)
+{
+	struct sftp_attrs a;
+	attrs_clear(&a);
+	log_debug("request %u: sent names count 1", id);
+	size_t mark = server_reply_begin(s, SSH_FXP_NAME, id);
+	check_put(wire_put_u32(&s->out, 1));
+	check_put(wire_put_cstring(&s->out, name));
+	check_put(wire_put_cstring(&s->out, name));
+	check_put(attrs_put(&s->out, &a));
+	server_reply_end(s, mark);
+}
+
+void server_send_attrs(struct server *s, uint32_t id, const struct stat *st)
+{
+	struct sftp_attrs a;
+	attrs_from_stat(st, &a);
+	log_debug("request %u: sent attrib have 0x%x", id, a.flags);
+	size_t mark = server_reply_begin(s, SSH_FXP_ATTRS, id);
+	check_put(attrs_put(&s->out, &a));
+	server_reply_end(s, mark);
+}
+
+int server_get_handle(struct server *s, struct wire_reader *r, int kind, struct handle **h)
+{
+	const uint8_t *p;
+	uint32_t len;
+	int err = wire_get_string(r, &p, &len);
+	if (err)
+		return err;
+	*h = handles_lookup(&s->handles, p, len, (enum handle_kind)kind);
+	return WIRE_OK;
+}
+
+/* ls -l, as OpenSSH's ls_file() with remote=0: names from the local user database. */
+static const char *cached_name(struct name_cache_entry *cache, uint32_t id, bool user)
+{
+	struct name_cache_entry *e = &cache[id % NAME_CACHE_SIZE];
+	if (!e->valid || e->id != id) {
+		const char *name = NULL;
+		if (user) {
+			struct passwd *pw = getpwuid((uid_t)id);
+			name = pw ? pw->pw_name : NULL;
+		} else {
+			struct group *gr = getgrgid((gid_t)id);
+			name = gr ? gr->gr_name : NULL;
+		}
+		if (name && strlen(name) < sizeof(e->name))
+			snprintf(e->name, sizeof(e->name), "%s", name);
+		else
+			snprintf(e->name, sizeof(e->name), "%u", id);
+		e->id = id;
+		e->valid = true;
+	}
+	return e->name;
+}
+
+static void mode_string(mode_t m, char out[12])
+{
+	switch (m & S_IFMT) {
+	case S_IFDIR: out[0] = 'd'; break;
+	case S_IFCHR: out[0] = 'c'; break;
+	case S_IFBLK: out[0] = 'b'; break;
+	case S_IFREG: out[0] = '-'; break;
+	case S_IFLNK: out[0] = 'l'; break;
+	case S_IFSOCK: out[0] = 's'; break;
+	case S_IFIFO: out[0] = 'p'; break;
+	default: out[0] = '?'; break;
+	}
+	out[1] = (m & S_IRUSR) ? 'r' : '-';
+	out[2] = (m & S_IWUSR) ? 'w' : '-';
+	out[3] = (m & S_ISUID) ? ((m & S_IXUSR) ? 's' : 'S') : ((m & S_IXUSR) ? 'x' : '-');
+	out[4] = (m & S_IRGRP) ? 'r' : '-';
+	out[5] = (m & S_IWGRP) ? 'w' : '-';
+	out[6] = (m & S_ISGID) ? ((m & S_IXGRP) ? 's' : 'S') : ((m & S_IXGRP) ? 'x' : '-');
+	out[7] = (m & S_IROTH) ? 'r' : '-';
+	out[8] = (m & S_IWOTH) ? 'w' : '-';
+	out[9] = (m & S_ISVTX) ? ((m & S_IXOTH) ? 't' : 'T') : ((m & S_IXOTH) ? 'x' : '-');
+	out[10] = ' ';
+	out[11] = '\0';
+}
+
+void server_longname(struct server *s, char *buf, size_t size, const char *name, const struct stat *st)
+{
+	char mode[12], tbuf[32];
+	struct tm tm;
+	time_t mt = st->st_mtime;
+
+	mode_string(st->st_mode, mode);
+	const char *user = cached_name(s->users, (uint32_t)st->st_uid, true);
+	const char *group = cached_name(s->groups, (uint32_t)st->st_gid, false);
+	tbuf[0] = '\0';
+	if (localtime_r(&mt, &tm) != NULL) {
+		if (s->now - (365 * 24 * 60 * 60) / 2 < mt && s->now >= mt)
+			strftime(tbuf, sizeof(tbuf), "%b %e %H:%M", &tm);
+		else
+			strftime(tbuf, sizeof(tbuf), "%b %e  %Y", &tm);
+	}
+	int ulen = (int)strlen(user), glen = (int)strlen(group);
+	snprintf(buf, size, "%s %3u %-*s %-*s %8llu %s %s", mode, (unsigned)st->st_nlink,
+		 ulen > 8 ? ulen : 8, user, glen > 8 ? glen : 8, group,
+		 (unsigned long long)st->st_size, tbuf, name);
+}
+
+int server_realpath(const char *path, char *resolved)
+{
+	if (realpath(path, resolved))
+		return 0;
+	if (errno != ENOENT)
+		return -1;
+	/* The last component may be missing; everything before it may not. */
+	size_t len = strlen(path);
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	const char *base = path + len;
+	while (base > path && base[-1] != '/')
+		base--;
+	size_t blen = (size_t)(path + len - base);
+	if (blen == 0 || (blen == 1 && base[0] == '.') || (blen == 2 && base[0] == '.' && base[1] == '.')) {
+		errno = ENOENT;
+		return -1;
+	}
+	char dir[PATH_MAX];
+	size_t dlen = (size_t)(base - path);
+	if (dlen == 0) {
+		strcpy(dir, ".");
+	} else {
+		if (dlen >= sizeof(dir)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(dir, path, dlen);
+		dir[dlen] = '\0';
+	}
+	char rdir[PATH_MAX];
+	struct stat st;
+	if (!realpath(dir, rdir))
+		return -1;
+	if (stat(rdir, &st) < 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	size_t rl = strlen(rdir);
+	bool root = rl == 1 && rdir[0] == '/';
+	if (rl + 1 + blen + 1 > PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(resolved, rdir, rl);
+	if (!root)
+		resolved[rl++] = '/';
+	memcpy(resolved + rl, base, blen);
+	resolved[rl + blen] = '\0';
+	return 0;
+}
+
+/* VERSION: our version and every extension the -P/-p/-R settings allow. */
+static void process_init(struct server *s, struct wire_reader *r)
+{
+	if (wire_get_u32(r, &s->version) != WIRE_OK) {
+		log_error("Truncated INIT packet");
+		s->version = SFTP_VERSION;
+	}
+	log_verbose("received client version %u", s->version);
+	size_t mark;
+	check_put(wire_packet_begin(&s->out, SSH_FXP_VERSION, &mark));
+	check_put(wire_put_u32(&s->out, SFTP_VERSION));
+	for (const struct request_def *d = requests_extensions; d->name; d++) {
+		if (!d->ext_version)
+			continue;
+		if (!server_request_permitted(s, d)) {
+			log_debug2("refusing to advertise disallowed extension %s", d->ext_name);
+			continue;
+		}
+		check_put(wire_put_cstring(&s->out, d->ext_name));
+		check_put(wire_put_cstring(&s->out, d->ext_version));
+	}
+	server_reply_end(s, mark);
+}
+
+static void run_handler(struct server *s, const struct request_def *d, uint32_t id,
+			struct wire_reader *r)
+{
+	if (!server_request_permitted(s, d)) {
+		server_send_status(s, id, SSH_FX_PERMISSION_DENIED);
+		return;
+	}
+	size_t mark = wire_buf_mark(&s->out);
+	int err = d->fn(s, id, r);
+	if (err) {
+		wire_buf_truncate(&s->out, mark);
+		log_error("request %u: malformed %s request: %s", id, d->name, wire_strerror(err));
+		server_send_status(s, id, SSH_FX_BAD_MESSAGE);
+	}
+}
+
+/* One packet (without its length prefix). Returns -1 to end the session. */
+static int process_packet(struct server *s, const uint8_t *pkt, uint32_t len)
+{
+	struct wire_reader r;
+	uint8_t type;
+	uint32_t id;
+
+	wire_reader_init(&r, pkt, len);
+	if (wire_get_u8(&r, &type) != WIRE_OK) {
+		log_error("Empty packet from %s local user %s", s->opts.client_addr, s->opts.user);
+		return -1;
+	}
+	if (type == SSH_FXP_INIT) {
+		process_init(s, &r);
+		s->init_done = true;
+		return 0;
+	}
+	if (!s->init_done) {
+		log_error("Received %u request before init", type);
+		return -1;
+	}
+	if (wire_get_u32(&r, &id) != WIRE_OK) {
+		log_error("Packet type %u too short to hold a request id", type);
+		return -1;
+	}
+	if (type == SSH_FXP_EXTENDED) {
+		const uint8_t *name;
+		uint32_t nlen;
+		if (wire_get_string(&r, &name, &nlen) != WIRE_OK) {
+			log_error("request %u: malformed extended request", id);
+			server_send_status(s, id, SSH_FX_BAD_MESSAGE);
+			return 0;
+		}
+		for (const struct request_def *d = requests_extensions; d->name; d++) {
+			if (strlen(d->ext_name) == nlen && memcmp(d->ext_name, name, nlen) == 0) {
+				run_handler(s, d, id, &r);
+				return 0;
+			}
+		}
+		log_error("Unknown extended request \"%.*s\"", (int)(nlen > 100 ? 100 : nlen),
+			  (const char *)name);
+		server_send_status(s, id, SSH_FX_OP_UNSUPPORTED);
+		return 0;
+	}
+	for (const struct request_def *d = requests_core; d->name; d++) {
+		if (d->type == type) {
+			run_handler(s, d, id, &r);
+			return 0;
+		}
+	}
+	/* OpenSSH sends nothing here and its client waits forever. */
+	log_error("Unknown message %u", type);
+	server_send_status(s, id, SSH_FX_OP_UNSUPPORTED);
+	return 0;
+}
+
+/* Process the complete packets in the input queue while output has room.
+ * Returns -1 to end the session. */
+static int process_input(struct server *s, bool drain)
+{
+	s->now = time(NULL);
+	while (drain || wire_buf_len(&s->out) < OUT_HIGH_WATER) {
+		uint32_t plen;
+		int ret = wire_peek_packet(wire_buf_ptr(&s->in), wire_buf_len(&s->in),
+					   SFTP_MAX_MSG_LENGTH, &plen);
+		if (ret == WIRE_ETOOLONG) {
+			log_error("bad message from %s local user %s", s->opts.client_addr, s->opts.user);
+			return -2;
+		}
+		if (ret == 0)
+			break;
+		ret = process_packet(s, wire_buf_ptr(&s->in) + 4, plen);
+		wire_buf_consume(&s->in, (size_t)plen + 4);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int server_feed(struct server *s, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len > 0) {
+		size_t room = IN_MAX - wire_buf_len(&s->in);
+		size_t n = len < room ? len : room;
+		if (n == 0)
+			return -1;
+		if (wire_put_bytes(&s->in, p, n) != WIRE_OK)
+			return -1;
+		p += n;
+		len -= n;
+		if (process_input(s, true) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Write all queued output, waiting for the descriptor as needed. */
+static int flush_all(struct server *s, int out)
+{
+	while (wire_buf_len(&s->out) > 0) {
+		ssize_t n = write(out, wire_buf_ptr(&s->out), wire_buf_len(&s->out));
+		if (n > 0) {
+			wire_buf_consume(&s->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { .fd = out, .events = POLLOUT };
+			if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+				return -1;
+			continue;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+int server_run(struct server *s, int in, int out)
+{
+	int fl;
+
+	if ((fl = fcntl(in, F_GETFL)) >= 0)
+		fcntl(in, F_SETFL, fl | O_NONBLOCK);
+	if (out != in && (fl = fcntl(out, F_GETFL)) >= 0)
+		fcntl(out, F_SETFL, fl | O_NONBLOCK);
+
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = -1 }, { .fd = -1 } };
+		bool want_read = wire_buf_len(&s->out) < OUT_HIGH_WATER &&
+				 wire_buf_len(&s->in) + IN_READ_CHUNK <= IN_MAX;
+
+		if (want_read) {
+			pfd[0].fd = in;
+			pfd[0].events = POLLIN;
+		}
+		if (wire_buf_len(&s->out) > 0) {
+			pfd[1].fd = out;
+			pfd[1].events = POLLOUT;
+		}
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll: %s", strerror(errno));
+			return 2;
+		}
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			uint8_t *p = wire_buf_reserve(&s->in, IN_READ_CHUNK);
+			ssize_t n = p ? read(in, p, IN_READ_CHUNK) : -1;
+			if (n == 0) {
+				log_debug("read eof");
+				/* Answer what has arrived, then send it all. */
+				int ret = process_input(s, true);
+				if (flush_all(s, out) < 0)
+					log_debug("write eof");
+				return ret == -2 ? 11 : (ret < 0 ? 255 : 0);
+			} else if (n < 0) {
+				if (errno != EAGAIN && errno != EINTR) {
+					log_error("read: %s", strerror(errno));
+					return 1;
+				}
+			} else {
+				wire_buf_commit(&s->in, (size_t)n);
+			}
+		}
+		if (pfd[1].revents & (POLLOUT | POLLHUP | POLLERR)) {
+			ssize_t n = write(out, wire_buf_ptr(&s->out), wire_buf_len(&s->out));
+			if (n == 0 || (n < 0 && errno == EPIPE)) {
+				log_debug("write eof");
+				return 0;
+			} else if (n < 0) {
+				if (errno != EAGAIN && errno != EINTR) {
+					log_error("write: %s", strerror(errno));
+					return 1;
+				}
+			} else {
+				wire_buf_consume(&s->out, (size_t)n);
+			}
+		}
+		int ret = process_input(s, false);
+		if (ret < 0) {
+			flush_all(s, out);
+			return ret == -2 ? 11 : 255;
+		}
+	}
+}
