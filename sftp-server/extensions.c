@@ -146,7 +146,7 @@ static int ext_lsetstat(struct server *s, uint32_t id, struct wire_reader *r)
 	}
 	if (a.flags & SSH_FILEXFER_ATTR_ACMODTIME) {
 		struct timespec ts[2] = { { .tv_sec = (time_t)a.atime }, { .tv_sec = (time_t)a.mtime } };
-		log_info("set \"%s\" modtime %u", name, a.mtime);
+		server_log_modtime(name, a.mtime);
 		if (utimensat(AT_FDCWD, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
 			status = attrs_errno_to_status(errno);
 	}

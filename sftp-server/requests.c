@@ -281,19 +281,6 @@ static int req_fstat(struct server *s, uint32_t id, struct wire_reader *r)
 	return 0;
 }
 
-static void log_modtime(const char *name, uint32_t mtime)
-{
-	if (!log_enabled(LOGL_INFO))
-		return;
-	char buf[64];
-	struct tm tm;
-	time_t t = (time_t)mtime;
-	buf[0] = '\0';
-	if (localtime_r(&t, &tm))
-		strftime(buf, sizeof(buf), "%Y%m%d-%H:%M:%S", &tm);
-	log_info("set \"%s\" modtime %s", name, buf);
-}
-
 /* setstat and fsetstat: size, mode, times, owner, in OpenSSH's order; every
  * part is tried and the last failure is reported. fd < 0 means by path. */
 static uint32_t apply_attrs(const char *name, int fd, const struct sftp_attrs *a)
@@ -314,7 +301,7 @@ static uint32_t apply_attrs(const char *name, int fd, const struct sftp_attrs *a
 	}
 	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
 		struct timespec ts[2] = { { .tv_sec = (time_t)a->atime }, { .tv_sec = (time_t)a->mtime } };
-		log_modtime(name, a->mtime);
+		server_log_modtime(name, a->mtime);
 		if ((fd >= 0 ? futimens(fd, ts) : utimensat(AT_FDCWD, name, ts, 0)) < 0)
 			status = attrs_errno_to_status(errno);
 	}

@@ -351,6 +351,19 @@ int server_realpath(const char *path, char *resolved)
 	return 0;
 }
 
+void server_log_modtime(const char *name, uint32_t mtime)
+{
+	if (!log_enabled(LOGL_INFO))
+		return;
+	char buf[64];
+	struct tm tm;
+	time_t t = (time_t)mtime;
+	buf[0] = '\0';
+	if (localtime_r(&t, &tm))
+		strftime(buf, sizeof(buf), "%Y%m%d-%H:%M:%S", &tm);
+	log_info("set \"%s\" modtime %s", name, buf);
+}
+
 /* VERSION: our version and every extension the -P/-p/-R settings allow. */
 static void process_init(struct server *s, struct wire_reader *r)
 {

@@ -85,6 +85,9 @@ int server_get_handle(struct server *s, struct wire_reader *r, int kind, struct 
  * resolved must hold PATH_MAX bytes. Returns 0, or -1 with errno. */
 int server_realpath(const char *path, char *resolved);
 
+/* Log 'set "name" modtime YYYYmmdd-HH:MM:SS' at INFO, as OpenSSH does. */
+void server_log_modtime(const char *name, uint32_t mtime);
+
 /* OpenSSH-style "ls -l" line for READDIR's longname. */
 void server_longname(struct server *s, char *buf, size_t size, const char *name, const struct stat *st);
 

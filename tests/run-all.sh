@@ -1,0 +1,56 @@
+#!/bin/bash
+# Runs hashi's whole test suite: unit tests, then the fuzz targets for a
+# bounded time, then the integration tests against a normal build and
+# against an AddressSanitizer + UBSan build. Ends with pytest's summary.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=/usr/bin/python3
+status=0
+fail() { echo "run-all: $*" >&2; status=1; }
+
+setup() { # builddir, meson args...
+	local dir=$1; shift
+	if [ -f "$dir/build.ninja" ]; then
+		meson configure "$dir" "$@" >/dev/null || return 1
+	else
+		meson setup "$dir" "$@" >/dev/null || return 1
+	fi
+	ninja -C "$dir" >/dev/null || { ninja -C "$dir"; return 1; }
+}
+
+echo "== build (release checks: -Wall -Wextra -Werror)"
+setup build || { echo "build failed"; exit 1; }
+echo "== unit tests"
+meson test -C build --print-errorlogs || fail "unit tests failed"
+
+echo "== sanitizer build (ASan + UBSan)"
+setup build-asan -Db_sanitize=address,undefined -Db_lundef=false || { echo "asan build failed"; exit 1; }
+meson test -C build-asan --print-errorlogs || fail "unit tests under ASan/UBSan failed"
+
+if command -v clang >/dev/null; then
+	echo "== fuzz targets (bounded run each)"
+	if CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fsanitize=fuzzer-no-link; then
+		meson test -C build-fuzz --print-errorlogs --suite fuzz || fail "fuzz targets found a problem"
+	else
+		fail "fuzz build failed"
+	fi
+fi
+
+SAN_LOGS=$(mktemp -d /tmp/hashi-sanitizer.XXXXXX)
+chmod 1777 "$SAN_LOGS"
+echo "== integration tests against the ASan/UBSan build (sanitizer logs in $SAN_LOGS)"
+ASAN_OPTIONS="log_path=$SAN_LOGS/asan:detect_leaks=1:abort_on_error=0" \
+UBSAN_OPTIONS="log_path=$SAN_LOGS/ubsan:print_stacktrace=1:halt_on_error=1" \
+HASHI_BUILD_DIR=$ROOT/build-asan $PY -m pytest -q -p no:cacheprovider tests/integration \
+	|| fail "integration tests under ASan/UBSan failed"
+if compgen -G "$SAN_LOGS/*" >/dev/null; then
+	cat "$SAN_LOGS"/* >&2
+	fail "sanitizer reports (above)"
+fi
+rm -rf "$SAN_LOGS"
+
+echo "== integration tests against the normal build"
+HASHI_BUILD_DIR=$ROOT/build $PY -m pytest -p no:cacheprovider tests/integration || status=1
+exit $status
