@@ -132,5 +132,14 @@ void log_fatal(const char *fmt, ...)
 	if (log_enabled(LOGL_FATAL))
 		log_write(LOGL_FATAL, fmt, ap);
 	va_end(ap);
+	/* A fatal error is also said on stderr when the log goes elsewhere
+	 * (sshd passes a subsystem's stderr on to the client). */
+	if (!log_stderr || !log_enabled(LOGL_FATAL)) {
+		char msg[1024];
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		fprintf(stderr, "%s: %s\n", log_progname, msg);
+	}
 	exit(255);
 }

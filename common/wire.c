@@ -157,7 +157,7 @@ uint8_t *wire_buf_reserve(struct wire_buf *b, size_t n)
 		return NULL;
 	if (b->max && len + n > b->max)
 		return NULL;
-	if (b->cap - b->end >= n)
+	if (b->data && b->cap - b->end >= n) /* a fresh buffer has no bytes to point at yet */
 		return b->data + b->end;
 	/* Slide the unconsumed bytes down when that frees enough room and the
 	 * consumed prefix is the bigger part, else grow. */
