@@ -1,0 +1,1531 @@
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sftp-proto.h"
+
+/* ---- the inode table ---------------------------------------------------- */
+
+struct node {
+	fuse_ino_t ino;
+	char *path;        /* remote path; NULL once unlinked or replaced */
+	uint64_t nlookup;
+};
+
+struct fs {
+	struct sftp_client *c;
+	struct fs_config cfg;
+	pthread_mutex_t lock;       /* guards the inode table */
+	GHashTable *by_ino;         /* fuse_ino_t -> struct node */
+	GHashTable *by_path;        /* path -> struct node (live paths only) */
+	fuse_ino_t next_ino;
+};
+
+static char *join_path(const char *dir, const char *name)
+{
+	size_t dl = strlen(dir);
+	if (dl > 0 && dir[dl - 1] == '/')
+		return g_strconcat(dir, name, NULL);
+	return g_strconcat(dir, "/", name, NULL);
+}
+
+/* The current path of ino (malloc'd), or NULL. */
+static char *node_path(struct fs *fs, fuse_ino_t ino)
+{
+	char *p = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n && n->path)
+		p = g_strdup(n->path);
+	pthread_mutex_unlock(&fs->lock);
+	return p;
+}
+
+static char *child_path(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	char *dir = node_path(fs, parent);
+	if (!dir)
+		return NULL;
+	char *p = join_path(dir, name);
+	g_free(dir);
+	return p;
+}
+
+/* Find or make the node for path and count one more kernel reference. */
+static fuse_ino_t node_ref(struct fs *fs, const char *path)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_path, path);
+	if (!n) {
+		n = g_new0(struct node, 1);
+		n->ino = fs->next_ino++;
+		n->path = g_strdup(path);
+		g_hash_table_insert(fs->by_ino, &n->ino, n);
+		g_hash_table_insert(fs->by_path, n->path, n);
+	}
+	n->nlookup++;
+	fuse_ino_t ino = n->ino;
+	pthread_mutex_unlock(&fs->lock);
+	return ino;
+}
+
+static void node_drop_locked(struct fs *fs, struct node *n)
+{
+	if (n->path && g_hash_table_lookup(fs->by_path, n->path) == n)
+		g_hash_table_remove(fs->by_path, n->path);
+	g_hash_table_remove(fs->by_ino, &n->ino);
+	g_free(n->path);
+	g_free(n);
+}
+
+static void node_forget(struct fs *fs, fuse_ino_t ino, uint64_t count)
+{
+	if (ino == FUSE_ROOT_ID)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n) {
+		n->nlookup = n->nlookup > count ? n->nlookup - count : 0;
+		if (n->nlookup == 0)
+			node_drop_locked(fs, n);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* The name at path no longer names the node that had it. */
+static void node_detach(struct fs *fs, const char *path)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_path, path);
+	if (n) {
+		g_hash_table_remove(fs->by_path, path);
+		/* Keep the path for handle-less operations on an open, unlinked file. */
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* A rename: the node at newpath (if any) is replaced; old and everything
+ * below it move. */
+static void node_rename(struct fs *fs, const char *oldpath, const char *newpath)
+{
+	size_t ol = strlen(oldpath);
+	pthread_mutex_lock(&fs->lock);
+	struct node *victim = g_hash_table_lookup(fs->by_path, newpath);
+	if (victim)
+		g_hash_table_remove(fs->by_path, newpath);
+	GPtrArray *moved = g_ptr_array_new();
+	GHashTableIter it;
+	gpointer key, val;
+	g_hash_table_iter_init(&it, fs->by_path);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		struct node *n = val;
+		if (strncmp(n->path, oldpath, ol) == 0 && (n->path[ol] == '\0' || n->path[ol] == '/')) {
+			g_ptr_array_add(moved, n);
+			g_hash_table_iter_remove(&it);
+		}
+	}
+	for (guint i = 0; i < moved->len; i++) {
+		struct node *n = moved->pdata[i];
+		char *np = g_strconcat(newpath, n->path + ol, NULL);
+		g_free(n->path);
+		n->path = np;
+		struct node *other = g_hash_table_lookup(fs->by_path, np);
+		if (other)
+			g_hash_table_remove(fs->by_path, np);
+		g_hash_table_insert(fs->by_path, n->path, n);
+	}
+	g_ptr_array_free(moved, TRUE);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- attributes --------------------------------------------------------- */
+
+static void fill_stat(struct fs *fs, const struct sftp_attrs *a, fuse_ino_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	attrs_to_stat(a, st);
+	st->st_ino = ino;
+	st->st_nlink = 1;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_ctim = st->st_mtim;
+	if (fs->cfg.set_uid)
+		st->st_uid = fs->cfg.uid;
+	if (fs->cfg.set_gid)
+		st->st_gid = fs->cfg.gid;
+	if (fs->cfg.set_umask)
+		st->st_mode &= ~fs->cfg.umask | S_IFMT;
+}
+
+/* ---- per-request context ------------------------------------------------ */
+
+struct file {
+	uint8_t handle[SFTP_MAX_HANDLE_LEN];
+	uint32_t hlen;
+	fuse_ino_t ino;
+};
+
+struct op {
+	struct fs *fs;
+	fuse_req_t req;
+	char *path, *path2;
+	fuse_ino_t ino;
+	int flags;
+	int step;
+	struct fuse_file_info fi;
+	struct file *file;
+	struct sftp_attrs attrs;
+	int to_set;
+	mode_t mode;
+};
+
+static struct op *op_new(fuse_req_t req)
+{
+	struct op *o = g_new0(struct op, 1);
+	o->fs = fuse_req_userdata(req);
+	o->req = req;
+	return o;
+}
+
+static void op_free(struct op *o)
+{
+	g_free(o->path);
+	g_free(o->path2);
+	g_free(o);
+}
+
+static void reply_err_free(struct op *o, int err)
+{
+	fuse_reply_err(o->req, err);
+	op_free(o);
+}
+
+static struct file *file_of(struct fuse_file_info *fi)
+{
+	return (struct file *)(uintptr_t)fi->fh;
+}
+
+/* Take a HANDLE reply into a new struct file. */
+static struct file *file_from_reply(struct sftp_reply *r, fuse_ino_t ino)
+{
+	const uint8_t *h;
+	uint32_t hlen;
+	if (r->type != SSH_FXP_HANDLE || wire_get_string(&r->body, &h, &hlen) || hlen == 0 ||
+	    hlen > SFTP_MAX_HANDLE_LEN) {
+		log_error("malformed HANDLE reply from the server");
+		return NULL;
+	}
+	struct file *f = g_new0(struct file, 1);
+	memcpy(f->handle, h, hlen);
+	f->hlen = hlen;
+	f->ino = ino;
+	return f;
+}
+
+static void close_cb(void *arg, struct sftp_reply *r)
+{
+	(void)r;
+	g_free(arg);
+}
+
+/* Close a handle nobody waits for (an error path). */
+static void file_close_quietly(struct fs *fs, struct file *f)
+{
+	sftp_handle_req(fs->c, SSH_FXP_CLOSE, f->handle, f->hlen, close_cb, f);
+}
+
+/* An SFTP error as the errno a local filesystem would give. OpenSSH's server
+ * collapses many errnos into SSH_FX_FAILURE; the caller refines where it can. */
+static int reply_errno(struct sftp_reply *r)
+{
+	if (r->type == 0)
+		return EIO;
+	return r->err ? r->err : EIO;
+}
+
+/* ---- entry replies (lookup, mkdir, symlink, link, create) ---------------- */
+
+static void reply_entry_from_attrs(struct op *o, const struct sftp_attrs *a, const char *path)
+{
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = node_ref(o->fs, path);
+	e.generation = 1;
+	fill_stat(o->fs, a, e.ino, &e.attr);
+	e.attr_timeout = o->fs->cfg.attr_timeout;
+	e.entry_timeout = o->fs->cfg.entry_timeout;
+	if (fuse_reply_entry(o->req, &e) != 0)
+		node_forget(o->fs, e.ino, 1);
+}
+
+static void entry_lstat_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	struct sftp_attrs a;
+	if (r->err || sftp_reply_attrs(r, &a)) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	reply_entry_from_attrs(o, &a, o->path);
+	op_free(o);
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct op *o = op_new(req);
+	o->path = child_path(o->fs, parent, name);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	node_forget(fuse_req_userdata(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	for (size_t i = 0; i < count; i++)
+		node_forget(fs, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* ---- getattr / setattr -------------------------------------------------- */
+
+static void attr_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	struct sftp_attrs a;
+	if (r->err || sftp_reply_attrs(r, &a)) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	struct stat st;
+	fill_stat(o->fs, &a, o->ino, &st);
+	fuse_reply_attr(o->req, &st, o->fs->cfg.attr_timeout);
+	op_free(o);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct op *o = op_new(req);
+	o->ino = ino;
+	if (fi && fi->fh) {
+		struct file *f = file_of(fi);
+		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, f->handle, f->hlen, attr_cb, o);
+		return;
+	}
+	o->path = node_path(o->fs, ino);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, attr_cb, o);
+}
+
+static void setattr_send(struct op *o);
+
+/* Step 0 of a setattr that needs the current attributes (to complete a
+ * half-given owner or time pair, and to know whether it is a symlink). */
+static void setattr_stat_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	struct sftp_attrs cur;
+	if (r->err || sftp_reply_attrs(r, &cur)) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	struct sftp_attrs *a = &o->attrs;
+	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    !(o->to_set & FUSE_SET_ATTR_UID))
+		a->uid = cur.uid;
+	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    !(o->to_set & FUSE_SET_ATTR_GID))
+		a->gid = cur.gid;
+	if ((o->to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
+	    !(o->to_set & FUSE_SET_ATTR_ATIME))
+		a->atime = cur.atime;
+	if ((o->to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
+	    !(o->to_set & FUSE_SET_ATTR_MTIME))
+		a->mtime = cur.mtime;
+	o->mode = (mode_t)cur.perm;
+	setattr_send(o);
+}
+
+static void setattr_done_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err) {
+		reply_err_free(o, reply_errno(r));
+		return;
+	}
+	/* Answer with what the server has now. */
+	if (o->file)
+		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, attr_cb, o);
+	else
+		sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, attr_cb, o);
+}
+
+static void setattr_send(struct op *o)
+{
+	struct sftp_msg *m;
+	if (o->file) {
+		m = sftp_msg_new(SSH_FXP_FSETSTAT);
+		wire_put_string(sftp_msg_buf(m), o->file->handle, o->file->hlen);
+	} else if (S_ISLNK(o->mode) && (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT) &&
+		   !(o->attrs.flags & SSH_FILEXFER_ATTR_SIZE)) {
+		/* A symlink's own attributes, not its target's. */
+		m = sftp_msg_new_ext(SFTP_EXT_LSETSTAT);
+		wire_put_cstring(sftp_msg_buf(m), o->path);
+	} else {
+		m = sftp_msg_new(SSH_FXP_SETSTAT);
+		wire_put_cstring(sftp_msg_buf(m), o->path);
+	}
+	attrs_put(sftp_msg_buf(m), &o->attrs);
+	sftp_submit(o->fs->c, m, setattr_done_cb, o);
+}
+
+static uint32_t now_or(const struct timespec *ts, bool now)
+{
+	if (now)
+		return (uint32_t)time(NULL);
+	return (uint32_t)ts->tv_sec;
+}
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct op *o = op_new(req);
+	struct sftp_attrs *a = &o->attrs;
+	o->ino = ino;
+	o->to_set = to_set;
+	o->path = node_path(o->fs, ino);
+	if (fi && fi->fh)
+		o->file = file_of(fi);
+	if (!o->path && !o->file) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	attrs_clear(a);
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		a->flags |= SSH_FILEXFER_ATTR_SIZE;
+		a->size = (uint64_t)attr->st_size;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		a->flags |= SSH_FILEXFER_ATTR_PERMISSIONS;
+		a->perm = attr->st_mode & 07777;
+	}
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		a->flags |= SSH_FILEXFER_ATTR_UIDGID;
+		a->uid = (uint32_t)attr->st_uid;
+		a->gid = (uint32_t)attr->st_gid;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		a->flags |= SSH_FILEXFER_ATTR_ACMODTIME;
+		a->atime = now_or(&attr->st_atim, to_set & FUSE_SET_ATTR_ATIME_NOW);
+		a->mtime = now_or(&attr->st_mtim, to_set & FUSE_SET_ATTR_MTIME_NOW);
+	}
+	if (a->flags == 0) {
+		/* ctime only: nothing SFTP can set. */
+		setattr_done_cb(o, &(struct sftp_reply){ .type = SSH_FXP_STATUS });
+		return;
+	}
+	bool half_owner = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+			  (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) !=
+				  (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
+	bool half_time = (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
+			 (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) !=
+				 (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
+	bool may_be_link = !o->file && !(to_set & FUSE_SET_ATTR_SIZE);
+	if (half_owner || half_time || may_be_link) {
+		if (o->file)
+			sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen,
+					setattr_stat_cb, o);
+		else
+			sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, setattr_stat_cb, o);
+		return;
+	}
+	setattr_send(o);
+}
+
+/* ---- names: readlink, mkdir, symlink, link, unlink, rmdir, rename ------- */
+
+static void readlink_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	char *target = NULL;
+	if (r->err || sftp_reply_name1(r, &target)) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	fuse_reply_readlink(o->req, target);
+	free(target);
+	op_free(o);
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct op *o = op_new(req);
+	o->path = node_path(o->fs, ino);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	sftp_path_req(o->fs->c, SSH_FXP_READLINK, o->path, readlink_cb, o);
+}
+
+/* After SSH_FX_FAILURE, look at the path to say what a local filesystem would. */
+enum refine { REFINE_CREATE, REFINE_RMDIR, REFINE_UNLINK };
+
+static void refine_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	struct sftp_attrs a;
+	int err = EPERM;
+	bool exists = r->err == 0 && sftp_reply_attrs(r, &a) == 0;
+	switch (o->step) {
+	case REFINE_CREATE:
+		if (exists)
+			err = EEXIST;
+		break;
+	case REFINE_RMDIR:
+		if (exists)
+			err = S_ISDIR(a.perm) ? ENOTEMPTY : ENOTDIR;
+		break;
+	case REFINE_UNLINK:
+		if (exists && S_ISDIR(a.perm))
+			err = EISDIR;
+		break;
+	}
+	reply_err_free(o, err);
+}
+
+static bool failure_refined(struct op *o, struct sftp_reply *r, enum refine how, const char *path)
+{
+	if (r->type != SSH_FXP_STATUS || r->status != SSH_FX_FAILURE)
+		return false;
+	o->step = how;
+	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, path, refine_cb, o);
+	return true;
+}
+
+static void make_entry_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err) {
+		if (!failure_refined(o, r, REFINE_CREATE, o->path))
+			reply_err_free(o, reply_errno(r));
+		return;
+	}
+	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct op *o = op_new(req);
+	o->path = child_path(o->fs, parent, name);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	struct sftp_attrs a;
+	attrs_clear(&a);
+	a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+	a.perm = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_MKDIR);
+	wire_put_cstring(sftp_msg_buf(m), o->path);
+	attrs_put(sftp_msg_buf(m), &a);
+	sftp_submit(o->fs->c, m, make_entry_cb, o);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct op *o = op_new(req);
+	o->path = child_path(o->fs, parent, name);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	/* OpenSSH's argument order: target first, then the new link. */
+	sftp_path2_req(o->fs->c, SSH_FXP_SYMLINK, link, o->path, make_entry_cb, o);
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct op *o = op_new(req);
+	if (!(sftp_client_exts(o->fs->c) & SFTP_HAS_HARDLINK)) {
+		reply_err_free(o, EPERM);
+		return;
+	}
+	o->path2 = node_path(o->fs, ino);
+	o->path = child_path(o->fs, newparent, newname);
+	if (!o->path || !o->path2) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	sftp_ext_path2_req(o->fs->c, SFTP_EXT_HARDLINK, o->path2, o->path, make_entry_cb, o);
+}
+
+static void unlink_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err) {
+		if (!failure_refined(o, r, o->step, o->path))
+			reply_err_free(o, reply_errno(r));
+		return;
+	}
+	node_detach(o->fs, o->path);
+	reply_err_free(o, 0);
+}
+
+static void remove_common(fuse_req_t req, fuse_ino_t parent, const char *name, uint8_t type)
+{
+	struct op *o = op_new(req);
+	o->path = child_path(o->fs, parent, name);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	o->step = type == SSH_FXP_RMDIR ? REFINE_RMDIR : REFINE_UNLINK;
+	sftp_path_req(o->fs->c, type, o->path, unlink_cb, o);
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_common(req, parent, name, SSH_FXP_REMOVE);
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_common(req, parent, name, SSH_FXP_RMDIR);
+}
+
+static void rename_refine_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	struct sftp_attrs a;
+	bool exists = r->err == 0 && sftp_reply_attrs(r, &a) == 0;
+	/* The target exists: for a no-replace rename that is EEXIST; a
+	 * directory over a non-empty one is ENOTEMPTY. */
+	int err = EPERM;
+	if (exists)
+		err = (o->flags & RENAME_NOREPLACE) ? EEXIST : (S_ISDIR(a.perm) ? ENOTEMPTY : EPERM);
+	reply_err_free(o, err);
+}
+
+static void rename_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err) {
+		if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE) {
+			sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path2, rename_refine_cb, o);
+			return;
+		}
+		reply_err_free(o, reply_errno(r));
+		return;
+	}
+	node_rename(o->fs, o->path, o->path2);
+	reply_err_free(o, 0);
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct op *o = op_new(req);
+	if (flags & RENAME_EXCHANGE) {
+		reply_err_free(o, EINVAL);
+		return;
+	}
+	if (flags & ~(unsigned)RENAME_NOREPLACE) {
+		reply_err_free(o, EINVAL);
+		return;
+	}
+	o->flags = (int)flags;
+	o->path = child_path(o->fs, parent, name);
+	o->path2 = child_path(o->fs, newparent, newname);
+	if (!o->path || !o->path2) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	if (!(flags & RENAME_NOREPLACE) && (sftp_client_exts(o->fs->c) & SFTP_HAS_POSIX_RENAME))
+		sftp_ext_path2_req(o->fs->c, SFTP_EXT_POSIX_RENAME, o->path, o->path2, rename_cb, o);
+	else
+		/* v3 RENAME: OpenSSH's server (and ours) never overwrite. */
+		sftp_path2_req(o->fs->c, SSH_FXP_RENAME, o->path, o->path2, rename_cb, o);
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+static uint32_t pflags_from_open(int flags)
+{
+	uint32_t p = 0;
+	switch (flags & O_ACCMODE) {
+	case O_RDONLY: p = SSH_FXF_READ; break;
+	case O_WRONLY: p = SSH_FXF_WRITE; break;
+	default: p = SSH_FXF_READ | SSH_FXF_WRITE; break;
+	}
+	if (flags & O_APPEND)
+		p |= SSH_FXF_APPEND;
+	if (flags & O_CREAT)
+		p |= SSH_FXF_CREAT;
+	if (flags & O_TRUNC)
+		p |= SSH_FXF_TRUNC;
+	if (flags & O_EXCL)
+		p |= SSH_FXF_EXCL;
+	return p;
+}
+
+static void create_fstat_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	struct sftp_attrs a;
+	if (r->err || sftp_reply_attrs(r, &a)) {
+		file_close_quietly(o->fs, o->file);
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = node_ref(o->fs, o->path);
+	e.generation = 1;
+	fill_stat(o->fs, &a, e.ino, &e.attr);
+	e.attr_timeout = o->fs->cfg.attr_timeout;
+	e.entry_timeout = o->fs->cfg.entry_timeout;
+	o->file->ino = e.ino;
+	o->fi.fh = (uint64_t)(uintptr_t)o->file;
+	if (fuse_reply_create(o->req, &e, &o->fi) != 0) {
+		node_forget(o->fs, e.ino, 1);
+		file_close_quietly(o->fs, o->file);
+	}
+	op_free(o);
+}
+
+static void open_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err) {
+		if ((o->flags & O_CREAT) && (o->flags & O_EXCL) &&
+		    failure_refined(o, r, REFINE_CREATE, o->path))
+			return;
+		reply_err_free(o, reply_errno(r));
+		return;
+	}
+	o->file = file_from_reply(r, o->ino);
+	if (!o->file) {
+		reply_err_free(o, EIO);
+		return;
+	}
+	if (o->step == 2) { /* mknod: a file is made; no handle is wanted */
+		file_close_quietly(o->fs, o->file);
+		o->file = NULL;
+		sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+		return;
+	}
+	if (o->step == 1) { /* create: the entry needs attributes */
+		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen,
+				create_fstat_cb, o);
+		return;
+	}
+	o->fi.fh = (uint64_t)(uintptr_t)o->file;
+	if (fuse_reply_open(o->req, &o->fi) != 0)
+		file_close_quietly(o->fs, o->file);
+	op_free(o);
+}
+
+static void send_open(struct op *o, mode_t mode, bool with_mode)
+{
+	struct sftp_attrs a;
+	attrs_clear(&a);
+	if (with_mode) {
+		a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+		a.perm = mode & 07777;
+	}
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_OPEN);
+	wire_put_cstring(sftp_msg_buf(m), o->path);
+	wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
+	attrs_put(sftp_msg_buf(m), &a);
+	sftp_submit(o->fs->c, m, open_cb, o);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct op *o = op_new(req);
+	o->path = child_path(o->fs, parent, name);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	o->fi = *fi;
+	o->flags = fi->flags | O_CREAT;
+	o->step = 1;
+	send_open(o, mode & ~fuse_req_ctx(req)->umask, true);
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct op *o = op_new(req);
+	o->ino = ino;
+	o->path = node_path(o->fs, ino);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	o->fi = *fi;
+	o->flags = fi->flags & ~(O_CREAT | O_EXCL);
+	send_open(o, 0, false);
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)rdev;
+	if (!S_ISREG(mode)) {
+		/* SFTP cannot make devices, FIFOs or sockets. */
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	struct op *o = op_new(req);
+	o->path = child_path(o->fs, parent, name);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	struct sftp_attrs a;
+	attrs_clear(&a);
+	a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+	a.perm = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	o->flags = O_WRONLY | O_CREAT | O_EXCL;
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_OPEN);
+	wire_put_cstring(sftp_msg_buf(m), o->path);
+	wire_put_u32(sftp_msg_buf(m), SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_EXCL);
+	attrs_put(sftp_msg_buf(m), &a);
+	o->step = 2;
+	sftp_submit(o->fs->c, m, open_cb, o);
+}
+
+/* Reads: split into the server's maximum, all sent at once; a short reply
+ * asks again for the rest; the kernel gets the bytes up to the first EOF. */
+struct read_op {
+	fuse_req_t req;
+	struct fs *fs;
+	struct file *file;
+	uint64_t off;
+	size_t size;
+	char *buf;
+	size_t eof_at;        /* bytes valid before EOF (size if none seen) */
+	int err;
+	int outstanding;
+	pthread_mutex_t lock;
+};
+
+struct read_part {
+	struct read_op *ro;
+	size_t start, len;    /* within the read */
+};
+
+static void read_finish(struct read_op *ro)
+{
+	if (ro->err)
+		fuse_reply_err(ro->req, ro->err);
+	else
+		fuse_reply_buf(ro->req, ro->buf, ro->eof_at);
+	pthread_mutex_destroy(&ro->lock);
+	g_free(ro->buf);
+	g_free(ro);
+}
+
+static void read_part_cb(void *arg, struct sftp_reply *r)
+{
+	struct read_part *p = arg;
+	struct read_op *ro = p->ro;
+	bool again = false;
+
+	pthread_mutex_lock(&ro->lock);
+	if (r->type == SSH_FXP_DATA) {
+		const uint8_t *data;
+		uint32_t n;
+		if (wire_get_string(&r->body, &data, &n) || n > p->len) {
+			log_error("malformed DATA reply from the server");
+			ro->err = EIO;
+		} else if (n == 0) {
+			if (p->start < ro->eof_at)
+				ro->eof_at = p->start;
+		} else {
+			memcpy(ro->buf + p->start, data, n);
+			if (n < p->len) {
+				/* A short read is not EOF: ask for the rest. */
+				p->start += n;
+				p->len -= n;
+				again = true;
+			}
+		}
+	} else if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF) {
+		if (p->start < ro->eof_at)
+			ro->eof_at = p->start;
+	} else {
+		ro->err = reply_errno(r);
+	}
+	if (again && !ro->err && p->start < ro->eof_at) {
+		pthread_mutex_unlock(&ro->lock);
+		sftp_read_req(ro->fs->c, ro->file->handle, ro->file->hlen, ro->off + p->start,
+			      (uint32_t)p->len, read_part_cb, p);
+		return;
+	}
+	bool last = --ro->outstanding == 0;
+	pthread_mutex_unlock(&ro->lock);
+	g_free(p);
+	if (last)
+		read_finish(ro);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = fuse_req_userdata(req);
+	if (size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	struct read_op *ro = g_new0(struct read_op, 1);
+	ro->req = req;
+	ro->fs = fs;
+	ro->file = file_of(fi);
+	ro->off = (uint64_t)off;
+	ro->size = size;
+	ro->eof_at = size;
+	ro->buf = g_malloc(size);
+	pthread_mutex_init(&ro->lock, NULL);
+	uint32_t chunk = sftp_client_max_read(fs->c);
+	size_t nparts = (size + chunk - 1) / chunk;
+	ro->outstanding = (int)nparts;
+	for (size_t i = 0; i < nparts; i++) {
+		struct read_part *p = g_new0(struct read_part, 1);
+		p->ro = ro;
+		p->start = i * chunk;
+		p->len = size - p->start < chunk ? size - p->start : chunk;
+		sftp_read_req(fs->c, ro->file->handle, ro->file->hlen, ro->off + p->start,
+			      (uint32_t)p->len, read_part_cb, p);
+	}
+}
+
+struct write_op {
+	fuse_req_t req;
+	size_t size;
+	int err;
+	int outstanding;
+	pthread_mutex_t lock;
+};
+
+static void write_part_cb(void *arg, struct sftp_reply *r)
+{
+	struct write_op *wo = arg;
+	pthread_mutex_lock(&wo->lock);
+	if (r->err && !wo->err)
+		wo->err = reply_errno(r);
+	bool last = --wo->outstanding == 0;
+	pthread_mutex_unlock(&wo->lock);
+	if (!last)
+		return;
+	if (wo->err)
+		fuse_reply_err(wo->req, wo->err);
+	else
+		fuse_reply_write(wo->req, wo->size);
+	pthread_mutex_destroy(&wo->lock);
+	g_free(wo);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = fuse_req_userdata(req);
+	struct file *f = file_of(fi);
+	if (size == 0) {
+		fuse_reply_write(req, 0);
+		return;
+	}
+	struct write_op *wo = g_new0(struct write_op, 1);
+	wo->req = req;
+	wo->size = size;
+	pthread_mutex_init(&wo->lock, NULL);
+	uint32_t chunk = sftp_client_max_write(fs->c);
+	size_t nparts = (size + chunk - 1) / chunk;
+	wo->outstanding = (int)nparts;
+	for (size_t i = 0; i < nparts; i++) {
+		size_t start = i * chunk;
+		size_t len = size - start < chunk ? size - start : chunk;
+		sftp_write_req(fs->c, f->handle, f->hlen, (uint64_t)off + start, buf + start,
+			       (uint32_t)len, write_part_cb, wo);
+	}
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	/* Every write was acknowledged before it returned. */
+	fuse_reply_err(req, 0);
+}
+
+static void status_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	reply_err_free(o, r->err ? reply_errno(r) : 0);
+}
+
+static void release_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	g_free(o->file);
+	reply_err_free(o, r->err ? reply_errno(r) : 0);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct op *o = op_new(req);
+	o->file = file_of(fi);
+	sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, o->file->handle, o->file->hlen, release_cb, o);
+}
+
+static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	struct op *o = op_new(req);
+	if (!(sftp_client_exts(o->fs->c) & SFTP_HAS_FSYNC)) {
+		reply_err_free(o, 0);
+		return;
+	}
+	struct file *f = file_of(fi);
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_FSYNC);
+	wire_put_string(sftp_msg_buf(m), f->handle, f->hlen);
+	sftp_submit(o->fs->c, m, status_cb, o);
+}
+
+/* ---- directories -------------------------------------------------------- */
+
+struct dirent_rec {
+	char *name;
+	struct sftp_attrs attrs;
+};
+
+struct dir {
+	uint8_t handle[SFTP_MAX_HANDLE_LEN];
+	uint32_t hlen;
+	char *path;
+	GArray *entries;      /* struct dirent_rec, in server order */
+	bool eof;
+	pthread_mutex_t lock;
+};
+
+static void opendir_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	const uint8_t *h;
+	uint32_t hlen;
+	if (r->err) {
+		reply_err_free(o, reply_errno(r));
+		return;
+	}
+	if (r->type != SSH_FXP_HANDLE || wire_get_string(&r->body, &h, &hlen) || hlen == 0 ||
+	    hlen > SFTP_MAX_HANDLE_LEN) {
+		log_error("malformed HANDLE reply from the server");
+		reply_err_free(o, EIO);
+		return;
+	}
+	struct dir *d = g_new0(struct dir, 1);
+	memcpy(d->handle, h, hlen);
+	d->hlen = hlen;
+	d->path = o->path;
+	o->path = NULL;
+	d->entries = g_array_new(FALSE, FALSE, sizeof(struct dirent_rec));
+	pthread_mutex_init(&d->lock, NULL);
+	o->fi.fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(o->req, &o->fi) != 0) {
+		struct file *f = g_new0(struct file, 1);
+		memcpy(f->handle, d->handle, d->hlen);
+		f->hlen = d->hlen;
+		file_close_quietly(o->fs, f);
+	}
+	op_free(o);
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct op *o = op_new(req);
+	o->path = node_path(o->fs, ino);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	o->fi = *fi;
+	sftp_path_req(o->fs->c, SSH_FXP_OPENDIR, o->path, opendir_cb, o);
+}
+
+struct readdir_op {
+	fuse_req_t req;
+	struct fs *fs;
+	struct dir *d;
+	size_t size;
+	off_t off;
+	bool plus;
+};
+
+/* A name a server may not send: empty, ".."/"." are fine, but no '/'. */
+static bool name_ok(const char *name)
+{
+	return name[0] != '\0' && strchr(name, '/') == NULL;
+}
+
+static void readdir_fill(struct readdir_op *rd)
+{
+	struct fs *fs = rd->fs;
+	struct dir *d = rd->d;
+	char *buf = g_malloc(rd->size);
+	size_t used = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = (size_t)rd->off; i < d->entries->len; i++) {
+		struct dirent_rec *e = &g_array_index(d->entries, struct dirent_rec, i);
+		size_t n;
+		bool dots = strcmp(e->name, ".") == 0 || strcmp(e->name, "..") == 0;
+		if (rd->plus) {
+			struct fuse_entry_param ep;
+			memset(&ep, 0, sizeof(ep));
+			char *path = NULL;
+			if (!dots) {
+				path = join_path(d->path, e->name);
+				ep.ino = node_ref(fs, path);
+				ep.generation = 1;
+				ep.attr_timeout = fs->cfg.attr_timeout;
+				ep.entry_timeout = fs->cfg.entry_timeout;
+			}
+			fill_stat(fs, &e->attrs, ep.ino, &ep.attr);
+			n = fuse_add_direntry_plus(rd->req, buf + used, rd->size - used, e->name,
+						   &ep, (off_t)(i + 1));
+			if (n > rd->size - used) {
+				if (ep.ino)
+					node_forget(fs, ep.ino, 1);
+				g_free(path);
+				break;
+			}
+			g_free(path);
+		} else {
+			struct stat st;
+			fill_stat(fs, &e->attrs, 0, &st);
+			st.st_ino = 0;
+			n = fuse_add_direntry(rd->req, buf + used, rd->size - used, e->name, &st,
+					      (off_t)(i + 1));
+			if (n > rd->size - used)
+				break;
+		}
+		used += n;
+	}
+	pthread_mutex_unlock(&d->lock);
+	fuse_reply_buf(rd->req, buf, used);
+	g_free(buf);
+	g_free(rd);
+}
+
+static void readdir_more(struct readdir_op *rd);
+
+static void readdir_cb(void *arg, struct sftp_reply *r)
+{
+	struct readdir_op *rd = arg;
+	struct dir *d = rd->d;
+	if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF) {
+		d->eof = true;
+		readdir_fill(rd);
+		return;
+	}
+	if (r->err) {
+		fuse_reply_err(rd->req, reply_errno(r));
+		g_free(rd);
+		return;
+	}
+	uint32_t count;
+	if (r->type != SSH_FXP_NAME || wire_get_u32(&r->body, &count)) {
+		log_error("malformed READDIR reply from the server");
+		fuse_reply_err(rd->req, EIO);
+		g_free(rd);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	for (uint32_t i = 0; i < count; i++) {
+		struct dirent_rec e;
+		char *longname;
+		if (wire_get_cstring(&r->body, &e.name, 4096)) {
+			log_error("malformed READDIR reply from the server");
+			break;
+		}
+		if (wire_get_cstring(&r->body, &longname, 65536) || attrs_get(&r->body, &e.attrs)) {
+			log_error("malformed READDIR reply from the server");
+			free(e.name);
+			break;
+		}
+		free(longname);
+		if (!name_ok(e.name)) {
+			log_error("server sent an invalid name in a directory listing: \"%s\"", e.name);
+			free(e.name);
+			continue;
+		}
+		g_array_append_val(d->entries, e);
+	}
+	bool have = d->entries->len > (size_t)rd->off;
+	pthread_mutex_unlock(&d->lock);
+	if (have || count == 0)
+		readdir_fill(rd);
+	else
+		readdir_more(rd);
+}
+
+static void readdir_more(struct readdir_op *rd)
+{
+	sftp_handle_req(rd->fs->c, SSH_FXP_READDIR, rd->d->handle, rd->d->hlen, readdir_cb, rd);
+}
+
+static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+			   bool plus)
+{
+	struct readdir_op *rd = g_new0(struct readdir_op, 1);
+	rd->req = req;
+	rd->fs = fuse_req_userdata(req);
+	rd->d = (struct dir *)(uintptr_t)fi->fh;
+	rd->size = size;
+	rd->off = off;
+	rd->plus = plus;
+	pthread_mutex_lock(&rd->d->lock);
+	bool have = rd->d->entries->len > (size_t)off || rd->d->eof;
+	pthread_mutex_unlock(&rd->d->lock);
+	if (have)
+		readdir_fill(rd);
+	else
+		readdir_more(rd);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	readdir_common(req, size, off, fi, false);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)ino;
+	readdir_common(req, size, off, fi, true);
+}
+
+static void dir_free(struct dir *d)
+{
+	for (guint i = 0; i < d->entries->len; i++)
+		free(g_array_index(d->entries, struct dirent_rec, i).name);
+	g_array_free(d->entries, TRUE);
+	pthread_mutex_destroy(&d->lock);
+	g_free(d->path);
+	g_free(d);
+}
+
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct op *o = op_new(req);
+	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
+	sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, d->handle, d->hlen, status_cb, o);
+	dir_free(d);
+}
+
+static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/* ---- filesystem-wide ---------------------------------------------------- */
+
+static void statfs_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	struct statvfs st;
+	uint64_t v[11];
+	if (r->err || r->type != SSH_FXP_EXTENDED_REPLY) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	for (int i = 0; i < 11; i++) {
+		if (wire_get_u64(&r->body, &v[i])) {
+			log_error("malformed statvfs reply from the server");
+			reply_err_free(o, EIO);
+			return;
+		}
+	}
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = v[0];
+	st.f_frsize = v[1];
+	st.f_blocks = v[2];
+	st.f_bfree = v[3];
+	st.f_bavail = v[4];
+	st.f_files = v[5];
+	st.f_ffree = v[6];
+	st.f_favail = v[7];
+	st.f_fsid = v[8];
+	st.f_flag = (v[9] & SSH_FXE_STATVFS_ST_RDONLY ? ST_RDONLY : 0) |
+		    (v[9] & SSH_FXE_STATVFS_ST_NOSUID ? ST_NOSUID : 0);
+	st.f_namemax = v[10];
+	fuse_reply_statfs(o->req, &st);
+	op_free(o);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct op *o = op_new(req);
+	if (!(sftp_client_exts(o->fs->c) & SFTP_HAS_STATVFS)) {
+		/* No way to know: say "large and empty", as sshfs does. */
+		struct statvfs st;
+		memset(&st, 0, sizeof(st));
+		st.f_bsize = st.f_frsize = 512;
+		st.f_blocks = st.f_bfree = st.f_bavail = 1000ULL * 1000 * 1000 * 2;
+		st.f_files = st.f_ffree = st.f_favail = 1000ULL * 1000 * 1000;
+		st.f_namemax = 255;
+		fuse_reply_statfs(req, &st);
+		op_free(o);
+		return;
+	}
+	o->path = node_path(o->fs, ino);
+	if (!o->path)
+		o->path = g_strdup(o->fs->cfg.root);
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_STATVFS);
+	wire_put_cstring(sftp_msg_buf(m), o->path);
+	sftp_submit(o->fs->c, m, statfs_cb, o);
+}
+
+static void access_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	struct sftp_attrs a;
+	if (r->err || sftp_reply_attrs(r, &a)) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	struct stat st;
+	fill_stat(o->fs, &a, o->ino, &st);
+	int mask = o->flags;
+	const struct fuse_ctx *ctx = fuse_req_ctx(o->req);
+	int err = 0;
+	if (mask != F_OK) {
+		mode_t m = st.st_mode;
+		if (ctx->uid == 0) {
+			if ((mask & X_OK) && !(m & 0111) && !S_ISDIR(m))
+				err = EACCES;
+		} else {
+			mode_t bits = ctx->uid == st.st_uid ? (m >> 6) : ctx->gid == st.st_gid ? (m >> 3) : m;
+			if (((mask & R_OK) && !(bits & 4)) || ((mask & W_OK) && !(bits & 2)) ||
+			    ((mask & X_OK) && !(bits & 1)))
+				err = EACCES;
+		}
+		if (!err && (mask & W_OK) && o->fs->cfg.readonly)
+			err = EROFS;
+	}
+	reply_err_free(o, err);
+}
+
+static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct op *o = op_new(req);
+	o->ino = ino;
+	o->flags = mask;
+	o->path = node_path(o->fs, ino);
+	if (!o->path) {
+		reply_err_free(o, ESTALE);
+		return;
+	}
+	sftp_path_req(o->fs->c, SSH_FXP_STAT, o->path, access_cb, o);
+}
+
+/* copy_file_range through copy-data: the length is clamped to the source's
+ * size first, so that the count returned is exact. */
+struct copy_op {
+	fuse_req_t req;
+	struct fs *fs;
+	struct file *in, *out;
+	uint64_t off_in, off_out, len;
+};
+
+static void copy_done_cb(void *arg, struct sftp_reply *r)
+{
+	struct copy_op *co = arg;
+	if (r->err)
+		fuse_reply_err(co->req, reply_errno(r));
+	else
+		fuse_reply_write(co->req, co->len);
+	g_free(co);
+}
+
+static void copy_fstat_cb(void *arg, struct sftp_reply *r)
+{
+	struct copy_op *co = arg;
+	struct sftp_attrs a;
+	if (r->err || sftp_reply_attrs(r, &a) || !(a.flags & SSH_FILEXFER_ATTR_SIZE)) {
+		fuse_reply_err(co->req, r->err ? reply_errno(r) : EIO);
+		g_free(co);
+		return;
+	}
+	if (co->off_in >= a.size) {
+		fuse_reply_write(co->req, 0);
+		g_free(co);
+		return;
+	}
+	if (co->len > a.size - co->off_in)
+		co->len = a.size - co->off_in;
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_COPY_DATA);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, co->in->handle, co->in->hlen);
+	wire_put_u64(b, co->off_in);
+	wire_put_u64(b, co->len);
+	wire_put_string(b, co->out->handle, co->out->hlen);
+	wire_put_u64(b, co->off_out);
+	sftp_submit(co->fs->c, m, copy_done_cb, co);
+}
+
+static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	(void)ino_in;
+	(void)ino_out;
+	struct fs *fs = fuse_req_userdata(req);
+	if (flags != 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (!(sftp_client_exts(fs->c) & SFTP_HAS_COPY_DATA)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	struct copy_op *co = g_new0(struct copy_op, 1);
+	co->req = req;
+	co->fs = fs;
+	co->in = file_of(fi_in);
+	co->out = file_of(fi_out);
+	co->off_in = (uint64_t)off_in;
+	co->off_out = (uint64_t)off_out;
+	co->len = len;
+	sftp_handle_req(fs->c, SSH_FXP_FSTAT, co->in->handle, co->in->hlen, copy_fstat_cb, co);
+}
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Keep O_APPEND and our own writes exact: no writeback cache yet. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn->max_write = 1024 * 1024;
+	conn->max_readahead = 1024 * 1024;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = fs_init,
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
+	.getattr = fs_getattr,
+	.setattr = fs_setattr,
+	.readlink = fs_readlink,
+	.mknod = fs_mknod,
+	.mkdir = fs_mkdir,
+	.unlink = fs_unlink,
+	.rmdir = fs_rmdir,
+	.symlink = fs_symlink,
+	.rename = fs_rename,
+	.link = fs_link,
+	.open = fs_open,
+	.read = fs_read,
+	.write = fs_write,
+	.flush = fs_flush,
+	.release = fs_release,
+	.fsync = fs_fsync,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.readdirplus = fs_readdirplus,
+	.releasedir = fs_releasedir,
+	.fsyncdir = fs_fsyncdir,
+	.statfs = fs_statfs,
+	.access = fs_access,
+	.create = fs_create,
+	.copy_file_range = fs_copy_file_range,
+};
+
+const struct fuse_lowlevel_ops *fs_ops(void)
+{
+	return &ops;
+}
+
+static guint ino_hash(gconstpointer p)
+{
+	fuse_ino_t v = *(const fuse_ino_t *)p;
+	return (guint)(v ^ (v >> 32));
+}
+
+static gboolean ino_equal(gconstpointer a, gconstpointer b)
+{
+	return *(const fuse_ino_t *)a == *(const fuse_ino_t *)b;
+}
+
+struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
+{
+	struct fs *fs = g_new0(struct fs, 1);
+	fs->c = c;
+	fs->cfg = *cfg;
+	fs->cfg.root = g_strdup(cfg->root);
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->by_ino = g_hash_table_new(ino_hash, ino_equal);
+	fs->by_path = g_hash_table_new(g_str_hash, g_str_equal);
+	fs->next_ino = FUSE_ROOT_ID + 1;
+	struct node *root = g_new0(struct node, 1);
+	root->ino = FUSE_ROOT_ID;
+	root->path = g_strdup(cfg->root);
+	root->nlookup = 1;
+	g_hash_table_insert(fs->by_ino, &root->ino, root);
+	g_hash_table_insert(fs->by_path, root->path, root);
+	return fs;
+}
+
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	GHashTableIter it;
+	gpointer key, val;
+	g_hash_table_iter_init(&it, fs->by_ino);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		struct node *n = val;
+		g_free(n->path);
+		g_free(n);
+	}
+	g_hash_table_destroy(fs->by_ino);
+	g_hash_table_destroy(fs->by_path);
+	pthread_mutex_destroy(&fs->lock);
+	g_free(fs->cfg.root);
+	g_free(fs);
+}

@@ -1,0 +1,34 @@
+/*
+ * hashi's filesystem: FUSE low-level operations turned into SFTP requests,
+ * and the inode table (inode <-> remote path). Every operation submits its
+ * requests and returns; the replies to the kernel are made from the
+ * connection's I/O thread when the server answers.
+ */
+#ifndef HASHI_FS_H
+#define HASHI_FS_H
+
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "sftp-client.h"
+
+struct fs_config {
+	char *root;            /* absolute remote path of the mount's root */
+	double entry_timeout;  /* seconds the kernel may keep a name */
+	double attr_timeout;   /* seconds the kernel may keep attributes */
+	bool set_uid, set_gid, set_umask;
+	uid_t uid;             /* -o uid= : owner shown for every file */
+	gid_t gid;
+	mode_t umask;          /* -o umask= : bits cleared from every mode shown */
+	bool readonly;
+};
+
+struct fs;
+
+struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg);
+void fs_free(struct fs *fs);
+const struct fuse_lowlevel_ops *fs_ops(void);
+
+#endif

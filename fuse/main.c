@@ -1,0 +1,600 @@
+/* hashi: mount a remote directory over SSH. sshfs's command line; connect and
+ * authenticate first, mount, then go to the background. */
+#define FUSE_USE_VERSION 35
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <glib.h>
+#include <libssh2.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+#include "sftp-client.h"
+#include "sftp-proto.h"
+#include "target.h"
+#include "transport/transport.h"
+
+struct options {
+	char *source;        /* [user@]host:[dir] */
+	char *mountpoint;
+	bool foreground, debug, show_help, show_version;
+	char *ssh_command;   /* -o ssh_command= */
+	char *sftp_server;
+	char *directport;
+	bool passive;
+	bool password_stdin;
+	bool force_openssh;  /* -o transport=openssh */
+	bool compression;
+	struct target_options topts;
+	GPtrArray *fuse_opts; /* "-o" options for libfuse and the kernel */
+	struct fs_config fs;
+	bool no_check_root;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: hashi [user@]host:[dir] mountpoint [options]\n"
+"\n"
+"Mount a remote directory over SSH (SFTP), as sshfs does.\n"
+"\n"
+"general options:\n"
+"    -o opt,[opt...]        mount options (below)\n"
+"    -h   --help            print this help and exit\n"
+"    -V   --version         print the version and exit\n"
+"    -f                     stay in the foreground\n"
+"    -d   -o debug          print debugging information (implies -f)\n"
+"    -s                     accepted for sshfs compatibility (hashi's FUSE loop is one thread)\n"
+"\n"
+"SSH options:\n"
+"    -p PORT                the server's port (-o Port=PORT)\n"
+"    -C                     compression (-o Compression=yes)\n"
+"    -F FILE                the ssh configuration file, instead of ~/.ssh/config\n"
+"    -o SshOption=VALUE     any ssh_config(5) option, names case-insensitive: IdentityFile,\n"
+"                           Port, User, HostName, StrictHostKeyChecking, UserKnownHostsFile,\n"
+"                           ConnectTimeout, ServerAliveInterval, ServerAliveCountMax, ProxyJump,\n"
+"                           ProxyCommand, BatchMode, PasswordAuthentication, IdentitiesOnly, ...\n"
+"    -o password_stdin      read the password from standard input\n"
+"    -o transport=openssh   run OpenSSH's ssh instead of the built-in libssh2 connection\n"
+"    -o ssh_command=CMD     run CMD instead of ssh (implies transport=openssh)\n"
+"    -o sftp_server=SERV    the server's SFTP subsystem name, or the path of its sftp-server\n"
+"    -o directport=PORT     connect straight to an SFTP server on PORT, without SSH\n"
+"    -o passive             speak SFTP on standard input and output\n"
+"\n"
+"filesystem options:\n"
+"    -o allow_other, allow_root, default_permissions, ro, rw, auto_unmount,\n"
+"       nodev, nosuid, dev, suid, exec, noexec, atime, noatime, fsname=NAME, subtype=NAME,\n"
+"       max_read=N       passed to FUSE and the kernel\n"
+"    -o uid=N, gid=N        show every file as owned by this user / group\n"
+"    -o umask=M             clear these permission bits from every file shown\n"
+"    -o entry_timeout=S     seconds the kernel keeps names (default 1)\n"
+"    -o attr_timeout=S      seconds the kernel keeps attributes (default 1)\n"
+"    -o no_check_root       do not check that the remote directory exists\n"
+"\n"
+"Unmount with: fusermount3 -u mountpoint\n");
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p) {
+		fprintf(stderr, "hashi: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+static int add_ssh_opt(struct options *o, const char *kw, const char *val)
+{
+	if (o->topts.n >= (int)(sizeof(o->topts.opts) / sizeof(o->topts.opts[0]))) {
+		fprintf(stderr, "hashi: too many ssh options\n");
+		return -1;
+	}
+	char *s = g_strdup_printf("%s=%s", kw, val);
+	o->topts.opts[o->topts.n++] = s;
+	return 0;
+}
+
+static const char *const fuse_passthrough[] = {
+	"allow_other", "allow_root", "default_permissions", "ro", "rw", "auto_unmount",
+	"nodev", "nosuid", "dev", "suid", "exec", "noexec", "atime", "noatime", "relatime",
+	"sync", "async", "dirsync", "fsname", "subtype", "max_read", "blkdev", "blksize",
+	NULL,
+};
+
+/* Words mount(8) and fstab put in an option list that mean nothing here. */
+static const char *const ignored[] = {
+	"_netdev", "user", "nouser", "users", "auto", "noauto", "nofail", "defaults",
+	"nonempty", "big_writes", "reconnect", "transform_symlinks", "workaround",
+	"follow_symlinks", "ssh_protocol", "delay_connect", "idmap", "cache", "dir_cache",
+	"kernel_cache", "auto_cache", "max_conns", "sshfs_sync", "no_readahead", "sync_readdir",
+	"dcache_timeout", "dcache_stat_timeout", "dcache_dir_timeout", "dcache_link_timeout",
+	"dcache_max_size", "dcache_clean_interval", "dcache_min_clean_interval",
+	"cache_timeout", "cache_stat_timeout", "cache_dir_timeout", "cache_link_timeout",
+	"writeback_cache", "direct_io", "x-systemd.automount", "comment",
+	NULL,
+};
+
+static bool in_list(const char *const *list, const char *key)
+{
+	for (size_t i = 0; list[i]; i++)
+		if (strcmp(list[i], key) == 0 || (strncmp(key, "x-", 2) == 0 && strcmp(list[i], "x-systemd.automount") == 0))
+			return true;
+	return false;
+}
+
+static bool parse_uint(const char *s, int base, unsigned long *out)
+{
+	char *end;
+	if (!s || !*s)
+		return false;
+	errno = 0;
+	*out = strtoul(s, &end, base);
+	return errno == 0 && *end == '\0';
+}
+
+static bool parse_double(const char *s, double *out)
+{
+	char *end;
+	if (!s || !*s)
+		return false;
+	errno = 0;
+	*out = strtod(s, &end);
+	return errno == 0 && *end == '\0' && *out >= 0;
+}
+
+/* One -o item. Returns 0, or -1 after printing an error naming it. */
+static int handle_opt(struct options *o, char *item)
+{
+	char *eq = strchr(item, '=');
+	char *val = NULL;
+	if (eq) {
+		*eq = '\0';
+		val = eq + 1;
+	}
+	const char *key = item;
+	unsigned long n;
+	double d;
+
+	if (!*key)
+		return 0;
+	if (strcmp(key, "debug") == 0 || strcmp(key, "sshfs_debug") == 0) {
+		o->debug = o->foreground = true;
+	} else if (strcmp(key, "ssh_command") == 0 && val) {
+		o->ssh_command = xstrdup(val);
+		o->force_openssh = true;
+	} else if (strcmp(key, "transport") == 0 && val) {
+		if (strcmp(val, "openssh") == 0)
+			o->force_openssh = true;
+		else if (strcmp(val, "libssh2") == 0)
+			o->force_openssh = false;
+		else {
+			fprintf(stderr, "hashi: bad value for transport: '%s' (openssh or libssh2)\n", val);
+			return -1;
+		}
+	} else if (strcmp(key, "sftp_server") == 0 && val) {
+		o->sftp_server = xstrdup(val);
+	} else if (strcmp(key, "directport") == 0 && val) {
+		o->directport = xstrdup(val);
+	} else if (strcmp(key, "passive") == 0 || strcmp(key, "slave") == 0) {
+		o->passive = true;
+	} else if (strcmp(key, "password_stdin") == 0) {
+		o->password_stdin = true;
+	} else if (strcmp(key, "no_check_root") == 0) {
+		o->no_check_root = true;
+	} else if (strcmp(key, "uid") == 0) {
+		if (!parse_uint(val, 10, &n)) {
+			fprintf(stderr, "hashi: bad value for uid: '%s'\n", val ? val : "");
+			return -1;
+		}
+		o->fs.set_uid = true;
+		o->fs.uid = (uid_t)n;
+	} else if (strcmp(key, "gid") == 0) {
+		if (!parse_uint(val, 10, &n)) {
+			fprintf(stderr, "hashi: bad value for gid: '%s'\n", val ? val : "");
+			return -1;
+		}
+		o->fs.set_gid = true;
+		o->fs.gid = (gid_t)n;
+	} else if (strcmp(key, "umask") == 0) {
+		if (!parse_uint(val, 8, &n) || n > 0777) {
+			fprintf(stderr, "hashi: bad value for umask: '%s'\n", val ? val : "");
+			return -1;
+		}
+		o->fs.set_umask = true;
+		o->fs.umask = (mode_t)n;
+	} else if (strcmp(key, "entry_timeout") == 0 || strcmp(key, "attr_timeout") == 0 ||
+		   strcmp(key, "negative_timeout") == 0) {
+		if (!parse_double(val, &d)) {
+			fprintf(stderr, "hashi: bad value for %s: '%s'\n", key, val ? val : "");
+			return -1;
+		}
+		if (key[0] == 'e')
+			o->fs.entry_timeout = d;
+		else if (key[0] == 'a')
+			o->fs.attr_timeout = d;
+	} else if (in_list(fuse_passthrough, key)) {
+		if (strcmp(key, "ro") == 0)
+			o->fs.readonly = true;
+		g_ptr_array_add(o->fuse_opts, val ? g_strdup_printf("%s=%s", key, val) : g_strdup(key));
+	} else if (in_list(ignored, key)) {
+		/* accepted for sshfs and fstab compatibility */
+	} else {
+		const char *kw = target_canonical_keyword(key);
+		if (!kw) {
+			fprintf(stderr, "hashi: unknown option '%s'\n", key);
+			return -1;
+		}
+		if (!val) {
+			fprintf(stderr, "hashi: option '%s' needs a value (-o %s=VALUE)\n", key, kw);
+			return -1;
+		}
+		if (strcasecmp(kw, "Compression") == 0)
+			o->compression = strcasecmp(val, "yes") == 0;
+		return add_ssh_opt(o, kw, val);
+	}
+	return 0;
+}
+
+/* -o a,b\,c=d : commas separate, a backslash escapes one. */
+static int handle_opt_list(struct options *o, const char *list)
+{
+	GString *cur = g_string_new(NULL);
+	int ret = 0;
+	for (const char *p = list;; p++) {
+		if (*p == '\\' && p[1]) {
+			g_string_append_c(cur, *++p);
+		} else if (*p == ',' || *p == '\0') {
+			if (cur->len && handle_opt(o, cur->str) < 0) {
+				ret = -1;
+				break;
+			}
+			g_string_truncate(cur, 0);
+			if (*p == '\0')
+				break;
+		} else {
+			g_string_append_c(cur, *p);
+		}
+	}
+	g_string_free(cur, TRUE);
+	return ret;
+}
+
+static int parse_args(struct options *o, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *arg = NULL;
+		if (a[0] == '-' && a[1] && strchr("opF", a[1]) && !a[2]) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "hashi: option '%s' needs an argument\n", a);
+				return -1;
+			}
+			arg = argv[++i];
+		} else if (a[0] == '-' && a[1] && strchr("opF", a[1]) && a[2]) {
+			arg = a + 2;
+		}
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			o->show_help = true;
+		} else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+			o->show_version = true;
+		} else if (strcmp(a, "-f") == 0) {
+			o->foreground = true;
+		} else if (strcmp(a, "-d") == 0 || strcmp(a, "--debug") == 0) {
+			o->debug = o->foreground = true;
+		} else if (strcmp(a, "-s") == 0) {
+			/* single-threaded: what we are anyway */
+		} else if (strcmp(a, "-C") == 0) {
+			o->compression = true;
+			add_ssh_opt(o, "Compression", "yes");
+		} else if (a[0] == '-' && a[1] == 'o') {
+			if (handle_opt_list(o, arg) < 0)
+				return -1;
+		} else if (a[0] == '-' && a[1] == 'p') {
+			unsigned long port;
+			if (!parse_uint(arg, 10, &port) || port == 0 || port > 65535) {
+				fprintf(stderr, "hashi: bad port '%s'\n", arg);
+				return -1;
+			}
+			add_ssh_opt(o, "Port", arg);
+		} else if (a[0] == '-' && a[1] == 'F') {
+			o->topts.config_file = xstrdup(arg);
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "hashi: unknown option '%s'\n", a);
+			return -1;
+		} else if (!o->source) {
+			o->source = xstrdup(a);
+		} else if (!o->mountpoint) {
+			o->mountpoint = xstrdup(a);
+		} else {
+			fprintf(stderr, "hashi: too many arguments: '%s'\n", a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static char *read_password_stdin(void)
+{
+	char buf[1024];
+	if (!fgets(buf, sizeof(buf), stdin))
+		return NULL;
+	buf[strcspn(buf, "\n")] = '\0';
+	return xstrdup(buf);
+}
+
+/* argv for OpenSSH's ssh, as sshfs builds it. */
+static char **openssh_argv(const struct options *o, const char *user, const char *host)
+{
+	GPtrArray *a = g_ptr_array_new();
+	if (o->ssh_command) {
+		gchar **words = NULL;
+		if (!g_shell_parse_argv(o->ssh_command, NULL, &words, NULL)) {
+			fprintf(stderr, "hashi: cannot parse ssh_command '%s'\n", o->ssh_command);
+			exit(1);
+		}
+		for (int i = 0; words[i]; i++)
+			g_ptr_array_add(a, g_strdup(words[i]));
+		g_strfreev(words);
+	} else {
+		g_ptr_array_add(a, g_strdup("ssh"));
+	}
+	g_ptr_array_add(a, g_strdup("-x"));
+	g_ptr_array_add(a, g_strdup("-a"));
+	g_ptr_array_add(a, g_strdup("-oClearAllForwardings=yes"));
+	if (o->topts.config_file) {
+		g_ptr_array_add(a, g_strdup("-F"));
+		g_ptr_array_add(a, g_strdup(o->topts.config_file));
+	}
+	for (int i = 0; i < o->topts.n; i++)
+		g_ptr_array_add(a, g_strdup_printf("-o%s", o->topts.opts[i]));
+	if (user) {
+		g_ptr_array_add(a, g_strdup("-l"));
+		g_ptr_array_add(a, g_strdup(user));
+	}
+	g_ptr_array_add(a, g_strdup(host));
+	const char *serv = o->sftp_server ? o->sftp_server : "sftp";
+	if (strchr(serv, '/')) {
+		g_ptr_array_add(a, g_strdup(serv));
+	} else {
+		g_ptr_array_add(a, g_strdup("-s"));
+		g_ptr_array_add(a, g_strdup(serv));
+	}
+	g_ptr_array_add(a, NULL);
+	return (char **)g_ptr_array_free(a, FALSE);
+}
+
+static bool have_ssh(void)
+{
+	gchar *p = g_find_program_in_path("ssh");
+	bool ok = p != NULL;
+	g_free(p);
+	return ok;
+}
+
+static struct transport *connect_transport(struct options *o, const char *user, const char *host,
+					   const char *dir, char *err, size_t errlen)
+{
+	if (o->passive)
+		return transport_fds(STDIN_FILENO, STDOUT_FILENO, err, errlen);
+	if (o->directport)
+		return transport_tcp_connect(host, o->directport, err, errlen);
+	if (!o->force_openssh) {
+		struct ssh_target t;
+		memset(&t, 0, sizeof(t));
+		if (target_resolve(&t, user, host, dir, &o->topts, err, errlen) < 0)
+			return NULL;
+		t.sftp_server = o->sftp_server ? xstrdup(o->sftp_server) : NULL;
+		t.password_stdin = o->password_stdin;
+		if (o->password_stdin)
+			t.password = read_password_stdin();
+		bool rsa_only = false;
+		struct transport *tr = transport_ssh_connect(&t, &rsa_only, err, errlen);
+		target_free(&t);
+		if (tr || !rsa_only || !have_ssh())
+			return tr;
+		fprintf(stderr, "hashi: %s\nhashi: falling back to OpenSSH's ssh (-o transport=openssh)\n", err);
+	}
+	char **argv = openssh_argv(o, user, host);
+	if (o->debug) {
+		gchar *line = g_strjoinv(" ", argv);
+		log_debug("running: %s", line);
+		g_free(line);
+	}
+	struct transport *tr = transport_command_start(argv, err, errlen);
+	g_strfreev(argv);
+	return tr;
+}
+
+/* The absolute path of dir on the server, which must be a directory. */
+static char *resolve_root(struct sftp_client *c, const char *dir, bool check, char *err,
+			  size_t errlen)
+{
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_REALPATH);
+	wire_put_cstring(sftp_msg_buf(m), dir[0] ? dir : ".");
+	uint8_t type, *body = NULL;
+	size_t len = 0;
+	int e = sftp_call(c, m, &type, &body, &len);
+	char *root = NULL;
+	if (e == 0 && type == SSH_FXP_NAME) {
+		struct sftp_reply r = { .type = type };
+		wire_reader_init(&r.body, body, len);
+		if (sftp_reply_name1(&r, &root))
+			root = NULL;
+	}
+	free(body);
+	if (!root) {
+		snprintf(err, errlen, "remote directory '%s': %s", dir[0] ? dir : "(home)",
+			 strerror(e ? e : EIO));
+		return NULL;
+	}
+	if (!check)
+		return root;
+	m = sftp_msg_new(SSH_FXP_STAT);
+	wire_put_cstring(sftp_msg_buf(m), root);
+	e = sftp_call(c, m, &type, &body, &len);
+	if (e == 0 && type == SSH_FXP_ATTRS) {
+		struct wire_reader r;
+		struct sftp_attrs a;
+		wire_reader_init(&r, body, len);
+		if (attrs_get(&r, &a) == 0 && (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
+		    !S_ISDIR(a.perm))
+			e = ENOTDIR;
+	} else if (e == 0) {
+		e = EIO;
+	}
+	free(body);
+	if (e) {
+		snprintf(err, errlen, "remote directory '%s': %s", dir[0] ? dir : root, strerror(e));
+		free(root);
+		return NULL;
+	}
+	return root;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	char err[1024] = "";
+	memset(&o, 0, sizeof(o));
+	o.fuse_opts = g_ptr_array_new_with_free_func(g_free);
+	o.fs.entry_timeout = 1.0;
+	o.fs.attr_timeout = 1.0;
+	signal(SIGPIPE, SIG_IGN);
+
+	if (parse_args(&o, argc, argv) < 0) {
+		fprintf(stderr, "see 'hashi -h' for usage\n");
+		return 1;
+	}
+	if (o.show_help) {
+		usage(stdout);
+		return 0;
+	}
+	if (o.show_version) {
+		printf("hashi version %s\nFUSE library version %s\nlibssh2 version %s\n", HASHI_VERSION,
+		       fuse_pkgversion(), libssh2_version(0));
+		return 0;
+	}
+	if (!o.source || !o.mountpoint) {
+		fprintf(stderr, "hashi: %s\nsee 'hashi -h' for usage\n",
+			!o.source ? "missing host:dir argument" : "missing mountpoint");
+		return 1;
+	}
+	log_init("hashi", o.debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, true);
+
+	char *user = NULL, *host = NULL, *dir = NULL;
+	if (target_split(o.source, &user, &host, &dir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "hashi: %s\n", err);
+		return 1;
+	}
+	struct stat mst;
+	if (stat(o.mountpoint, &mst) < 0 || !S_ISDIR(mst.st_mode)) {
+		fprintf(stderr, "hashi: bad mount point '%s': %s\n", o.mountpoint,
+			stat(o.mountpoint, &mst) < 0 ? strerror(errno) : "Not a directory");
+		return 1;
+	}
+
+	struct transport *tr = connect_transport(&o, user, host, dir, err, sizeof(err));
+	if (!tr) {
+		fprintf(stderr, "%s%s\n", strncmp(err, "ssh:", 4) == 0 || strchr(err, '\n') ? "" : "hashi: ", err);
+		return 1;
+	}
+	struct sftp_client *c = sftp_client_new(tr, err, sizeof(err));
+	if (!c) {
+		fprintf(stderr, "hashi: %s\n", err);
+		return 1;
+	}
+	char *root = resolve_root(c, dir, !o.no_check_root, err, sizeof(err));
+	if (!root) {
+		fprintf(stderr, "hashi: %s\n", err);
+		sftp_client_free(c);
+		return 1;
+	}
+	o.fs.root = root;
+
+	/* libfuse's arguments: the mount options, and our source as fsname. */
+	GPtrArray *fargs = g_ptr_array_new_with_free_func(g_free);
+	g_ptr_array_add(fargs, g_strdup(argv[0]));
+	GString *mopts = g_string_new(NULL);
+	bool has_fsname = false, has_subtype = false;
+	for (guint i = 0; i < o.fuse_opts->len; i++) {
+		const char *s = o.fuse_opts->pdata[i];
+		has_fsname |= strncmp(s, "fsname=", 7) == 0;
+		has_subtype |= strncmp(s, "subtype=", 8) == 0;
+		g_string_append_printf(mopts, "%s%s", mopts->len ? "," : "", s);
+	}
+	if (!has_fsname) {
+		gchar *esc = g_strescape(o.source, NULL);
+		GString *fsn = g_string_new(NULL);
+		for (const char *p = o.source; *p; p++) {
+			if (*p == ',' || *p == '\\')
+				g_string_append_c(fsn, '\\');
+			g_string_append_c(fsn, *p);
+		}
+		g_string_append_printf(mopts, "%sfsname=%s", mopts->len ? "," : "", fsn->str);
+		g_string_free(fsn, TRUE);
+		g_free(esc);
+	}
+	if (!has_subtype)
+		g_string_append_printf(mopts, "%ssubtype=hashi", mopts->len ? "," : "");
+	g_ptr_array_add(fargs, g_strdup("-o"));
+	g_ptr_array_add(fargs, g_string_free(mopts, FALSE));
+	if (o.debug)
+		g_ptr_array_add(fargs, g_strdup("-d"));
+	struct fuse_args args = FUSE_ARGS_INIT((int)fargs->len, (char **)fargs->pdata);
+
+	struct fs *fs = fs_new(c, &o.fs);
+	struct fuse_session *se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), fs);
+	if (!se) {
+		fprintf(stderr, "hashi: cannot create the FUSE session (see the message above)\n");
+		sftp_client_free(c);
+		return 1;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		fuse_session_destroy(se);
+		sftp_client_free(c);
+		return 1;
+	}
+	if (fuse_session_mount(se, o.mountpoint) != 0) {
+		fprintf(stderr, "hashi: cannot mount on '%s'\n", o.mountpoint);
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+		sftp_client_free(c);
+		return 1;
+	}
+	/* Every error so far reached the terminal; now the background. */
+	if (fuse_daemonize(o.foreground) != 0) {
+		fuse_session_unmount(se);
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+		sftp_client_free(c);
+		return 1;
+	}
+	if (!o.foreground) {
+		log_init("hashi", LOGL_INFO, LOG_DAEMON, false);
+		log_set_prefix(o.mountpoint);
+	}
+	if (sftp_client_start(c) != 0) {
+		log_error("cannot start the I/O thread");
+		fuse_session_unmount(se);
+		return 1;
+	}
+	int ret = fuse_session_loop(se);
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	fuse_session_destroy(se);
+	sftp_client_free(c);
+	fs_free(fs);
+	fuse_opt_free_args(&args);
+	g_ptr_array_free(fargs, TRUE);
+	return ret == 0 ? 0 : 1;
+}

@@ -1,0 +1,101 @@
+/*
+ * hashi's asynchronous SFTP engine.
+ *
+ * Requests are built by any thread (sftp_msg_new + wire_put_* on its buffer,
+ * or the typed helpers below) and submitted with a callback; any number may
+ * be in flight. One I/O thread per connection owns the transport: it writes
+ * queued requests, reads replies, matches them to requests by id and runs
+ * the callbacks (which may call fuse_reply_*). Nothing here waits on the
+ * network while holding a lock.
+ */
+#ifndef HASHI_SFTP_CLIENT_H
+#define HASHI_SFTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "attrs.h"
+#include "transport/transport.h"
+#include "wire.h"
+
+struct sftp_client;
+
+/* Extensions the server advertised. */
+enum {
+	SFTP_HAS_POSIX_RENAME = 1 << 0,
+	SFTP_HAS_STATVFS = 1 << 1,
+	SFTP_HAS_FSTATVFS = 1 << 2,
+	SFTP_HAS_HARDLINK = 1 << 3,
+	SFTP_HAS_FSYNC = 1 << 4,
+	SFTP_HAS_LSETSTAT = 1 << 5,
+	SFTP_HAS_LIMITS = 1 << 6,
+	SFTP_HAS_EXPAND_PATH = 1 << 7,
+	SFTP_HAS_COPY_DATA = 1 << 8,
+	SFTP_HAS_HOME_DIR = 1 << 9,
+};
+
+/* What a callback receives. body reads the reply after its id and is valid
+ * only during the callback. err is 0 for a successful reply (STATUS OK or a
+ * data-carrying reply), else the errno a local filesystem would give. */
+struct sftp_reply {
+	uint8_t type;     /* SSH_FXP_*, or 0 when the connection was lost */
+	uint32_t status;  /* for SSH_FXP_STATUS */
+	int err;
+	struct wire_reader body;
+};
+
+typedef void (*sftp_cb)(void *arg, struct sftp_reply *r);
+
+struct sftp_msg;
+
+/* Connect the engine to a ready transport: exchange INIT/VERSION and read the
+ * server's limits, driving the transport from the calling thread. Returns
+ * NULL with a one-line error in err. Takes ownership of t. */
+struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errlen);
+/* Start the I/O thread (after fuse_daemonize). */
+int sftp_client_start(struct sftp_client *c);
+/* Stop the thread, fail what is pending, close the transport, free. */
+void sftp_client_free(struct sftp_client *c);
+
+uint32_t sftp_client_exts(const struct sftp_client *c);
+uint32_t sftp_client_max_read(const struct sftp_client *c);
+uint32_t sftp_client_max_write(const struct sftp_client *c);
+/* False once the connection is lost. */
+bool sftp_client_alive(const struct sftp_client *c);
+
+/* Build a request: the buffer already holds length, type and id; append
+ * the arguments, then submit. */
+struct sftp_msg *sftp_msg_new(uint8_t type);
+struct sftp_msg *sftp_msg_new_ext(const char *ext_name);
+struct wire_buf *sftp_msg_buf(struct sftp_msg *m);
+void sftp_msg_free(struct sftp_msg *m);
+/* Send m (its ownership passes) and call cb(arg, reply) once, from the I/O
+ * thread, or at once from this thread if the connection is gone. */
+void sftp_submit(struct sftp_client *c, struct sftp_msg *m, sftp_cb cb, void *arg);
+
+/* Synchronous call: waits for the reply (or drives the transport itself if
+ * the I/O thread has not started). *body is a malloc'd copy of the reply
+ * after the id (free it), *type its type. Returns 0 or the errno. */
+int sftp_call(struct sftp_client *c, struct sftp_msg *m, uint8_t *type, uint8_t **body,
+	      size_t *body_len);
+
+/* Typed helpers for the common requests. */
+void sftp_path_req(struct sftp_client *c, uint8_t type, const char *path, sftp_cb cb, void *arg);
+void sftp_path2_req(struct sftp_client *c, uint8_t type, const char *a, const char *b, sftp_cb cb,
+		    void *arg);
+void sftp_ext_path2_req(struct sftp_client *c, const char *ext, const char *a, const char *b,
+			sftp_cb cb, void *arg);
+void sftp_handle_req(struct sftp_client *c, uint8_t type, const uint8_t *h, uint32_t hlen,
+		     sftp_cb cb, void *arg);
+void sftp_read_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint64_t off,
+		   uint32_t len, sftp_cb cb, void *arg);
+void sftp_write_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint64_t off,
+		    const void *data, uint32_t len, sftp_cb cb, void *arg);
+
+/* Parse helpers for reply bodies. */
+int sftp_reply_attrs(struct sftp_reply *r, struct sftp_attrs *a);
+/* The first name of a NAME reply, malloc'd. */
+int sftp_reply_name1(struct sftp_reply *r, char **name);
+
+#endif

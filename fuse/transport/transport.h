@@ -1,0 +1,75 @@
+/*
+ * How bytes reach an SFTP server: one small interface, several transports.
+ *
+ * A transport is created (connected, authenticated) by the main thread before
+ * the mount, then handed to one connection's I/O thread, which alone uses it
+ * from then on. Every call is non-blocking; the I/O thread waits with poll(2)
+ * on the descriptors that pollfds() names.
+ *
+ * The transport hides its library's rules: with libssh2, a call that returned
+ * EAGAIN must be repeated exactly before any other call; ssh.c keeps that
+ * state internally, so callers may call read and write in any order and with
+ * any lengths.
+ */
+#ifndef HASHI_TRANSPORT_H
+#define HASHI_TRANSPORT_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct ssh_target;
+
+struct transport;
+
+struct transport_ops {
+	const char *name; /* "ssh", "command", "tcp", "fds" */
+	/* > 0: bytes moved; 0 (read only): the server closed the stream;
+	 * -EAGAIN: nothing can move now; other -errno: the stream is broken
+	 * (transport_error() says why). */
+	ssize_t (*read)(struct transport *t, void *buf, size_t len);
+	ssize_t (*write)(struct transport *t, const void *buf, size_t len);
+	/* Fill at most max pollfds to wait on before the next read/write;
+	 * want_write says the caller has bytes to send. Returns how many. */
+	int (*pollfds)(struct transport *t, bool want_write, struct pollfd *pfd, int max);
+	/* Called after poll with the same array (so the transport can note
+	 * revents); may be NULL. */
+	void (*after_poll)(struct transport *t, const struct pollfd *pfd, int n);
+	void (*destroy)(struct transport *t);
+};
+
+struct transport {
+	const struct transport_ops *ops;
+	char error[512]; /* the last error, one line, in OpenSSH's words */
+};
+
+static inline const char *transport_error(const struct transport *t) { return t->error; }
+void transport_destroy(struct transport *t);
+
+/* Constructors. Each blocks until the stream is ready (connected,
+ * authenticated, subsystem started), or returns NULL with a one-line error
+ * in err, worded as ssh words it ("ssh: connect to host h port 22:
+ * Connection refused", "Permission denied (publickey,password).",
+ * "Host key verification failed."). */
+
+/* libssh2: TCP (or ProxyCommand/ProxyJump), known_hosts, authentication,
+ * then a channel running the sftp subsystem (or target->sftp_server when it
+ * is set: a path is run as a command, a bare name as a subsystem).
+ * Sets *rsa_only when authentication failed because the only usable key is
+ * RSA and libssh2 cannot sign with rsa-sha2 (the caller may then fall back
+ * to the OpenSSH transport). */
+struct transport *transport_ssh_connect(const struct ssh_target *target, bool *rsa_only,
+					 char *err, size_t errlen);
+/* Run argv (e.g. "ssh -x -a -oClearAllForwardings=yes -2 host -s sftp", or a
+ * local server binary) with its stdin/stdout as the stream; its stderr is
+ * left alone (so ssh can prompt on the terminal). */
+struct transport *transport_command_start(char *const argv[], char *err, size_t errlen);
+/* A plain TCP connection to host:port speaking SFTP (sshfs's directport). */
+struct transport *transport_tcp_connect(const char *host, const char *port, char *err,
+					size_t errlen);
+/* Two descriptors already connected to an SFTP server (sshfs's passive:
+ * stdin and stdout). */
+struct transport *transport_fds(int in, int out, char *err, size_t errlen);
+
+#endif
