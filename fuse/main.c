@@ -106,7 +106,7 @@ static int add_ssh_opt(struct options *o, const char *kw, const char *val)
 
 static const char *const fuse_passthrough[] = {
 	"allow_other", "allow_root", "default_permissions", "ro", "rw", "auto_unmount",
-	"nodev", "nosuid", "dev", "suid", "exec", "noexec", "atime", "noatime", "relatime",
+	"nodev", "nosuid", "dev", "suid", "exec", "noexec", "atime", "noatime",
 	"sync", "async", "dirsync", "fsname", "subtype", "max_read", "blkdev", "blksize",
 	NULL,
 };
@@ -120,7 +120,8 @@ static const char *const ignored[] = {
 	"dcache_timeout", "dcache_stat_timeout", "dcache_dir_timeout", "dcache_link_timeout",
 	"dcache_max_size", "dcache_clean_interval", "dcache_min_clean_interval",
 	"cache_timeout", "cache_stat_timeout", "cache_dir_timeout", "cache_link_timeout",
-	"writeback_cache", "direct_io", "x-systemd.automount", "comment",
+	"writeback_cache", "direct_io", "x-systemd.automount", "comment", "relatime",
+	"strictatime", "nodiratime", "disable_hardlink", "contain_symlinks",
 	NULL,
 };
 
@@ -186,7 +187,9 @@ static int handle_opt(struct options *o, char *item)
 	} else if (strcmp(key, "directport") == 0 && val) {
 		o->directport = xstrdup(val);
 	} else if (strcmp(key, "passive") == 0 || strcmp(key, "slave") == 0) {
+		/* stdin and stdout are the connection: no daemon */
 		o->passive = true;
+		o->foreground = true;
 	} else if (strcmp(key, "password_stdin") == 0) {
 		o->password_stdin = true;
 	} else if (strcmp(key, "no_check_root") == 0) {
@@ -226,6 +229,9 @@ static int handle_opt(struct options *o, char *item)
 		if (strcmp(key, "ro") == 0)
 			o->fs.readonly = true;
 		g_ptr_array_add(o->fuse_opts, val ? g_strdup_printf("%s=%s", key, val) : g_strdup(key));
+	} else if (strcmp(key, "user") == 0 && val) {
+		/* sshfs passes -o user=NAME on to ssh: the remote user */
+		return add_ssh_opt(o, "User", val);
 	} else if (in_list(ignored, key)) {
 		/* accepted for sshfs and fstab compatibility */
 	} else {
@@ -291,6 +297,9 @@ static int parse_args(struct options *o, int argc, char **argv)
 			o->foreground = true;
 		} else if (strcmp(a, "-d") == 0 || strcmp(a, "--debug") == 0) {
 			o->debug = o->foreground = true;
+		} else if (strcmp(a, "-v") == 0) {
+			/* sshfs passes -v on to ssh; here it shows our debug log */
+			o->debug = true;
 		} else if (strcmp(a, "-s") == 0) {
 			/* single-threaded: what we are anyway */
 		} else if (strcmp(a, "-C") == 0) {
@@ -519,10 +528,18 @@ int main(int argc, char **argv)
 			stat(o.mountpoint, &mst) < 0 ? strerror(errno) : "Not a directory");
 		return 1;
 	}
+	/* The daemon runs in /: it must know its mount point absolutely. */
+	char *absmnt = realpath(o.mountpoint, NULL);
+	if (absmnt) {
+		free(o.mountpoint);
+		o.mountpoint = absmnt;
+	}
 
 	struct transport *tr = connect_transport(&o, user, host, dir, err, sizeof(err));
 	if (!tr) {
-		fprintf(stderr, "%s%s\n", strncmp(err, "ssh:", 4) == 0 || strchr(err, '\n') ? "" : "hashi: ", err);
+		bool prefixed = strncmp(err, "ssh:", 4) == 0 || strncmp(err, "hashi:", 6) == 0 ||
+				strchr(err, '\n');
+		fprintf(stderr, "%s%s\n", prefixed ? "" : "hashi: ", err);
 		return 1;
 	}
 	struct sftp_client *c = sftp_client_new(tr, err, sizeof(err));

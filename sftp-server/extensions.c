@@ -16,8 +16,8 @@
 #include "server.h"
 #include "sftp-proto.h"
 
-/* Ids accepted in one users-groups-by-id request, per list. */
-#define MAX_IDS_PER_REQUEST 4096
+/* A users-groups-by-id reply larger than this is refused (SSH_FX_FAILURE). */
+#define MAX_NAMES_REPLY (4 * 1024 * 1024)
 
 static int get_two_paths(struct wire_reader *r, char **a, char **b)
 {
@@ -111,10 +111,8 @@ static int ext_fsync(struct server *s, uint32_t id, struct wire_reader *r)
 	if (err)
 		return err;
 	log_verbose("fsync \"%s\"", h ? h->name : "(invalid)");
-	if (!h)
+	if (!h || h->kind != HANDLE_FILE)
 		server_send_status(s, id, SSH_FX_NO_SUCH_FILE);
-	else if (h->kind != HANDLE_FILE)
-		server_send_status(s, id, SSH_FX_OP_UNSUPPORTED);
 	else
 		server_send_errno(s, id, fsync(h->fd) < 0 ? errno : 0);
 	return 0;
@@ -242,8 +240,11 @@ out:
 	return 0;
 }
 
-/* Copy between two open files. Reaching EOF before read_len bytes is
- * SSH_FX_EOF, as in OpenSSH; read_len 0 means "to EOF". */
+/* Copy between two open files; read_len 0 means "to EOF".
+ * Reaching EOF early is answered as OpenSSH answers it: OpenSSH copies in
+ * 64 KiB chunks and says SSH_FX_EOF only when EOF comes before the chunk
+ * that would have ended the copy, SSH_FX_OK otherwise. */
+#define OPENSSH_COPY_CHUNK 65536
 static uint32_t copy_range(struct handle *rh, uint64_t roff, uint64_t rlen, struct handle *wh,
 			   uint64_t woff)
 {
@@ -256,6 +257,7 @@ static uint32_t copy_range(struct handle *rh, uint64_t roff, uint64_t rlen, stru
 		return attrs_errno_to_status(EINVAL);
 	if (until_eof)
 		rlen = (uint64_t)INT64_MAX - roff;
+	uint64_t want = rlen;
 	while (rlen > 0) {
 		size_t chunk = rlen > (1u << 30) ? (1u << 30) : (size_t)rlen;
 		ssize_t n;
@@ -303,8 +305,11 @@ static uint32_t copy_range(struct handle *rh, uint64_t roff, uint64_t rlen, stru
 		woff += (uint64_t)n;
 		rlen -= (uint64_t)n;
 	}
-	if (rlen > 0 && !until_eof)
-		return SSH_FX_EOF;
+	if (rlen > 0 && !until_eof) {
+		uint64_t copied = want - rlen;
+		uint64_t chunk_end = (copied / OPENSSH_COPY_CHUNK + 1) * OPENSSH_COPY_CHUNK;
+		return want > chunk_end ? SSH_FX_EOF : SSH_FX_OK;
+	}
 	return SSH_FX_OK;
 }
 
@@ -363,7 +368,8 @@ static int ext_home_directory(struct server *s, uint32_t id, struct wire_reader 
 	return 0;
 }
 
-static int put_names(struct wire_buf *out, struct wire_reader *ids, bool users, uint32_t *count)
+static int put_names(struct wire_buf *out, struct wire_reader *ids, bool users, uint32_t *count,
+		     size_t reply_mark)
 {
 	size_t mark;
 	/* The names go in one string: its length is filled in at the end. */
@@ -386,7 +392,7 @@ static int put_names(struct wire_buf *out, struct wire_reader *ids, bool users, 
 			if (gr)
 				name = gr->gr_name;
 		}
-		if (wire_put_cstring(out, name))
+		if (wire_buf_mark(out) - reply_mark > MAX_NAMES_REPLY || wire_put_cstring(out, name))
 			return WIRE_ENOMEM;
 		(*count)++;
 	}
@@ -402,14 +408,15 @@ static int ext_users_groups_by_id(struct server *s, uint32_t id, struct wire_rea
 		return err;
 	if (wire_remaining(&uids) % 4 || wire_remaining(&gids) % 4)
 		return WIRE_EFORMAT;
-	if (wire_remaining(&uids) / 4 > MAX_IDS_PER_REQUEST ||
-	    wire_remaining(&gids) / 4 > MAX_IDS_PER_REQUEST)
-		return WIRE_ETOOLONG;
 	struct wire_buf *out = server_out(s);
 	uint32_t nu, ng;
 	size_t mark = server_reply_begin(s, SSH_FXP_EXTENDED_REPLY, id);
-	if (put_names(out, &uids, true, &nu) || put_names(out, &gids, false, &ng))
-		log_fatal("internal error: reply queue full");
+	if (put_names(out, &uids, true, &nu, mark) || put_names(out, &gids, false, &ng, mark)) {
+		wire_buf_truncate(out, mark);
+		log_error("users-groups-by-id: reply too large");
+		server_send_status(s, id, SSH_FX_FAILURE);
+		return 0;
+	}
 	server_reply_end(s, mark);
 	log_verbose("users-groups-by-id: %u users, %u groups", nu, ng);
 	return 0;

@@ -177,7 +177,11 @@ static int req_read(struct server *s, uint32_t id, struct wire_reader *r)
 	}
 	if (n == 0 && len > 0) {
 		wire_buf_truncate(out, mark);
-		server_send_status(s, id, SSH_FX_EOF);
+		/* Past what the file system allows, OpenSSH's lseek fails (EINVAL). */
+		if (lseek(h->fd, (off_t)off, SEEK_SET) < 0 && errno != ESPIPE)
+			server_send_errno(s, id, errno);
+		else
+			server_send_status(s, id, SSH_FX_EOF);
 		return 0;
 	}
 	wire_store_u32(p, (uint32_t)n);
@@ -224,6 +228,10 @@ static int req_write(struct server *s, uint32_t id, struct wire_reader *r)
 			continue;
 		if (n < 0) {
 			int e = errno;
+			/* An offset past what the file system allows: OpenSSH's lseek
+			 * fails first and says so (EINVAL). */
+			if (e == EFBIG && !append && lseek(h->fd, (off_t)(off + done), SEEK_SET) < 0)
+				e = errno;
 			log_error("write \"%.100s\": %s", h->name, strerror(e));
 			h->bytes_written += done;
 			server_send_errno(s, id, e);

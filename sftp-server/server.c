@@ -299,32 +299,41 @@ void server_longname(struct server *s, char *buf, size_t size, const char *name,
 
 int server_realpath(const char *path, char *resolved)
 {
-	if (realpath(path, resolved))
+	/* Trailing slashes name the same thing (even a file, as OpenSSH's
+	 * realpath has it); but a missing last component followed by a slash
+	 * is an error. */
+	size_t len = strlen(path);
+	bool trailing = false;
+	while (len > 1 && path[len - 1] == '/') {
+		len--;
+		trailing = true;
+	}
+	char trimmed[PATH_MAX];
+	if (len >= sizeof(trimmed)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(trimmed, path, len);
+	trimmed[len] = '\0';
+	if (realpath(trimmed, resolved))
 		return 0;
-	if (errno != ENOENT)
+	if (errno != ENOENT || trailing)
 		return -1;
 	/* The last component may be missing; everything before it may not. */
-	size_t len = strlen(path);
-	while (len > 1 && path[len - 1] == '/')
-		len--;
-	const char *base = path + len;
-	while (base > path && base[-1] != '/')
+	const char *base = trimmed + len;
+	while (base > trimmed && base[-1] != '/')
 		base--;
-	size_t blen = (size_t)(path + len - base);
+	size_t blen = (size_t)(trimmed + len - base);
 	if (blen == 0 || (blen == 1 && base[0] == '.') || (blen == 2 && base[0] == '.' && base[1] == '.')) {
 		errno = ENOENT;
 		return -1;
 	}
 	char dir[PATH_MAX];
-	size_t dlen = (size_t)(base - path);
+	size_t dlen = (size_t)(base - trimmed);
 	if (dlen == 0) {
 		strcpy(dir, ".");
 	} else {
-		if (dlen >= sizeof(dir)) {
-			errno = ENAMETOOLONG;
-			return -1;
-		}
-		memcpy(dir, path, dlen);
+		memcpy(dir, trimmed, dlen);
 		dir[dlen] = '\0';
 	}
 	char rdir[PATH_MAX];
