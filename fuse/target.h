@@ -8,6 +8,7 @@
 #define HASHI_TARGET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum strict_host_key_checking {
 	SHKC_ASK = 0, /* ssh's default */
@@ -28,7 +29,9 @@ struct ssh_target {
 	char *identity_files[TARGET_MAX_LIST]; /* IdentityFile, ~ expanded */
 	int n_identity_files;
 	bool identities_only;
-	char *identity_agent; /* IdentityAgent / SSH_AUTH_SOCK; NULL or "none" = no agent */
+	char *identity_agent; /* IdentityAgent / SSH_AUTH_SOCK: the socket; "none" =
+			       * the configuration turns the agent off; NULL = no
+			       * SSH_AUTH_SOCK either */
 	char *known_hosts[TARGET_MAX_LIST];    /* UserKnownHostsFile then GlobalKnownHostsFile */
 	int n_known_hosts;
 	int n_user_known_hosts;                /* how many of those are user files */
@@ -74,8 +77,24 @@ int target_split(const char *spec, char **user, char **host, char **dir, char *e
  * no such keyword. */
 const char *target_canonical_keyword(const char *name);
 
+/* The i-th keyword of that table (ssh's spelling), NULL past the end: for
+ * listing them, and for tests. */
+const char *target_keyword_at(int i);
+
 /* Resolve everything ssh would for user@host with these options. Returns 0,
- * or -1 with a one-line error in err (e.g. a bad value, or ssh -G failing). */
+ * or -1 with a one-line error in err (e.g. a bad value, or ssh -G failing).
+ * user may be NULL (then User from the config, else the local user); it
+ * overrides User as ssh's -l does. host is the bare host (no brackets).
+ * The resolving is done by `ssh -G` when ssh is on PATH (and the environment
+ * has no HASHI_NO_SSH_G=1), else by a built-in reader of ~/.ssh/config and
+ * /etc/ssh/ssh_config (or o->config_file; "none" reads no file).
+ * In o->opts, hashi's own "sftp_server=X" and "password_stdin" set those
+ * fields and are not passed to ssh; every other entry goes to ssh as -o.
+ * Identity files, known_hosts files, ControlPath and ProxyCommand come out
+ * with ~ and %-tokens expanded; identity_agent is the socket to use (from
+ * IdentityAgent or SSH_AUTH_SOCK), "none" or NULL for none. ciphers, macs,
+ * kex_algorithms and host_key_algorithms are ssh's final lists (its defaults
+ * when not configured). On failure *t is left zeroed. */
 int target_resolve(struct ssh_target *t, const char *user, const char *host, const char *dir,
 		   const struct target_options *o, char *err, size_t errlen);
 void target_free(struct ssh_target *t);
