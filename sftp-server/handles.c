@@ -53,6 +53,10 @@ struct handle *handles_new(struct handle_table *t, enum handle_kind kind, const 
 	h->name = copy;
 	h->flags = flags;
 	h->bytes_read = h->bytes_written = 0;
+	h->busy = 0;
+	h->closing = false;
+	h->regular = false;
+	h->size_hint = 0;
 	h->gen = t->next_gen++;
 	if (t->next_gen == 0)
 		t->next_gen = 1;
@@ -75,11 +79,18 @@ struct handle *handles_lookup(struct handle_table *t, const uint8_t *str, uint32
 	if (idx >= t->cap)
 		return NULL;
 	struct handle *h = &t->v[idx];
-	if (h->kind == HANDLE_UNUSED || h->gen != gen)
+	if (h->kind == HANDLE_UNUSED || h->gen != gen || h->closing)
 		return NULL;
 	if (kind != HANDLE_ANY && h->kind != kind)
 		return NULL;
 	return h;
+}
+
+struct handle *handles_slot(struct handle_table *t, uint32_t index, uint32_t gen)
+{
+	if (index >= t->cap || t->v[index].kind == HANDLE_UNUSED || t->v[index].gen != gen)
+		return NULL;
+	return &t->v[index];
 }
 
 int handles_close(struct handle_table *t, struct handle *h)

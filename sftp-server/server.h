@@ -60,6 +60,19 @@ struct wire_buf *server_output(struct server *s);
 /* Log "forced close" for open handles and "session closed" (at exit). */
 void server_log_close(struct server *s);
 
+/* Zero-copy READ: true when the reply's data may be queued as a file range
+ * (server_queue_file) rather than copied into the output buffer. */
+bool server_zero_copy(const struct server *s);
+/* Queue len bytes of h's file at off to follow what is queued now. The
+ * handle stays open until they are sent. */
+void server_queue_file(struct server *s, struct handle *h, off_t off, size_t len);
+
+/* Look ahead in the input: the k-th (0-based) complete packet after the one
+ * being handled, as bytes after its length prefix; false if not there yet.
+ * server_skip_next(s, n) makes the next n packets count as handled. */
+bool server_peek_next(struct server *s, size_t k, const uint8_t **pkt, uint32_t *len);
+void server_skip_next(struct server *s, size_t n);
+
 /* For handlers. */
 const struct server_opts *server_opts(const struct server *s);
 struct handle_table *server_handles(struct server *s);
