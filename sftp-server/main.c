@@ -119,6 +119,7 @@ int main(int argc, char **argv)
 	pw.pw_name = strdup(pwent->pw_name);
 	pw.pw_dir = strdup(pwent->pw_dir);
 
+	opterr = 0; /* as OpenSSH: the usage text says it all */
 	while (!skipargs && (ch = getopt(argc, argv, "d:f:l:P:p:Q:u:cehR")) != -1) {
 		switch (ch) {
 		case 'Q':
