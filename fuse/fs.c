@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +17,14 @@
 
 /* ---- the inode table ---------------------------------------------------- */
 
+struct file;
+
 struct node {
 	fuse_ino_t ino;
-	char *path;        /* remote path; NULL once unlinked or replaced */
+	char *path;        /* remote path (the last one it had, once unlinked) */
 	uint64_t nlookup;
+	bool unlinked;     /* its name is gone: reach it through an open handle */
+	GSList *files;     /* struct file *: its open handles */
 };
 
 struct fs {
@@ -53,7 +58,12 @@ static char *node_path(struct fs *fs, fuse_ino_t ino)
 
 static char *child_path(struct fs *fs, fuse_ino_t parent, const char *name)
 {
+	if (strlen(name) > NAME_MAX) {
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
 	char *dir = node_path(fs, parent);
+	errno = ESTALE;
 	if (!dir)
 		return NULL;
 	char *p = join_path(dir, name);
@@ -81,6 +91,7 @@ static fuse_ino_t node_ref(struct fs *fs, const char *path)
 
 static void node_drop_locked(struct fs *fs, struct node *n)
 {
+	g_slist_free(n->files);
 	if (n->path && g_hash_table_lookup(fs->by_path, n->path) == n)
 		g_hash_table_remove(fs->by_path, n->path);
 	g_hash_table_remove(fs->by_ino, &n->ino);
@@ -109,7 +120,7 @@ static void node_detach(struct fs *fs, const char *path)
 	struct node *n = g_hash_table_lookup(fs->by_path, path);
 	if (n) {
 		g_hash_table_remove(fs->by_path, path);
-		/* Keep the path for handle-less operations on an open, unlinked file. */
+		n->unlinked = true;
 	}
 	pthread_mutex_unlock(&fs->lock);
 }
@@ -121,8 +132,10 @@ static void node_rename(struct fs *fs, const char *oldpath, const char *newpath)
 	size_t ol = strlen(oldpath);
 	pthread_mutex_lock(&fs->lock);
 	struct node *victim = g_hash_table_lookup(fs->by_path, newpath);
-	if (victim)
+	if (victim) {
 		g_hash_table_remove(fs->by_path, newpath);
+		victim->unlinked = true;
+	}
 	GPtrArray *moved = g_ptr_array_new();
 	GHashTableIter it;
 	gpointer key, val;
@@ -140,8 +153,10 @@ static void node_rename(struct fs *fs, const char *oldpath, const char *newpath)
 		g_free(n->path);
 		n->path = np;
 		struct node *other = g_hash_table_lookup(fs->by_path, np);
-		if (other)
+		if (other) {
 			g_hash_table_remove(fs->by_path, np);
+			other->unlinked = true;
+		}
 		g_hash_table_insert(fs->by_path, n->path, n);
 	}
 	g_ptr_array_free(moved, TRUE);
@@ -175,9 +190,44 @@ struct file {
 	fuse_ino_t ino;
 };
 
+/* Open handles by inode, so that an unlinked file can still be reached. */
+static void node_add_file(struct fs *fs, fuse_ino_t ino, struct file *f)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n)
+		n->files = g_slist_prepend(n->files, f);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void node_remove_file(struct fs *fs, fuse_ino_t ino, struct file *f)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n)
+		n->files = g_slist_remove(n->files, f);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* If ino's name is gone but it is open, copy one of its handles. */
+static bool node_unlinked_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
+{
+	bool found = false;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n && n->unlinked && n->files) {
+		*out = *(struct file *)n->files->data;
+		found = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return found;
+}
+
 struct op {
 	struct fs *fs;
 	fuse_req_t req;
+	struct file tmpfile;   /* a copy of a handle borrowed for this request */
+	bool unlinked;         /* the node has no name any more (nlink 0) */
 	char *path, *path2;
 	fuse_ino_t ino;
 	int flags;
@@ -285,7 +335,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct op *o = op_new(req);
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
-		reply_err_free(o, ESTALE);
+		reply_err_free(o, errno);
 		return;
 	}
 	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
@@ -317,6 +367,8 @@ static void attr_cb(void *arg, struct sftp_reply *r)
 	}
 	struct stat st;
 	fill_stat(o->fs, &a, o->ino, &st);
+	if (o->unlinked)
+		st.st_nlink = 0;
 	fuse_reply_attr(o->req, &st, o->fs->cfg.attr_timeout);
 	op_free(o);
 }
@@ -328,6 +380,11 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (fi && fi->fh) {
 		struct file *f = file_of(fi);
 		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, f->handle, f->hlen, attr_cb, o);
+		return;
+	}
+	if (node_unlinked_handle(o->fs, ino, &o->tmpfile)) {
+		o->unlinked = true;
+		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->tmpfile.handle, o->tmpfile.hlen, attr_cb, o);
 		return;
 	}
 	o->path = node_path(o->fs, ino);
@@ -371,7 +428,16 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
-		reply_err_free(o, reply_errno(r));
+		int err = reply_errno(r);
+		/* The server's EPERM and EACCES both arrive as "permission
+		 * denied". Changing mode, owner or explicit times is an owner's
+		 * right (EPERM); a size or "now" needs write access (EACCES). */
+		bool owner_only = (o->to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) ||
+				  ((o->to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
+				   !(o->to_set & (FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)));
+		if (err == EACCES && owner_only && !(o->to_set & FUSE_SET_ATTR_SIZE))
+			err = EPERM;
+		reply_err_free(o, err);
 		return;
 	}
 	/* Answer with what the server has now. */
@@ -417,6 +483,8 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	o->path = node_path(o->fs, ino);
 	if (fi && fi->fh)
 		o->file = file_of(fi);
+	else if (node_unlinked_handle(o->fs, ino, &o->tmpfile))
+		o->file = &o->tmpfile;
 	if (!o->path && !o->file) {
 		reply_err_free(o, ESTALE);
 		return;
@@ -540,7 +608,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct op *o = op_new(req);
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
-		reply_err_free(o, ESTALE);
+		reply_err_free(o, errno);
 		return;
 	}
 	struct sftp_attrs a;
@@ -558,7 +626,7 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	struct op *o = op_new(req);
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
-		reply_err_free(o, ESTALE);
+		reply_err_free(o, errno);
 		return;
 	}
 	/* OpenSSH's argument order: target first, then the new link. */
@@ -572,10 +640,11 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 		reply_err_free(o, EPERM);
 		return;
 	}
-	o->path2 = node_path(o->fs, ino);
 	o->path = child_path(o->fs, newparent, newname);
+	int e = errno;
+	o->path2 = node_path(o->fs, ino);
 	if (!o->path || !o->path2) {
-		reply_err_free(o, ESTALE);
+		reply_err_free(o, o->path ? ESTALE : e);
 		return;
 	}
 	sftp_ext_path2_req(o->fs->c, SFTP_EXT_HARDLINK, o->path2, o->path, make_entry_cb, o);
@@ -598,7 +667,7 @@ static void remove_common(fuse_req_t req, fuse_ino_t parent, const char *name, u
 	struct op *o = op_new(req);
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
-		reply_err_free(o, ESTALE);
+		reply_err_free(o, errno);
 		return;
 	}
 	o->step = type == SSH_FXP_RMDIR ? REFINE_RMDIR : REFINE_UNLINK;
@@ -657,9 +726,10 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 	o->flags = (int)flags;
 	o->path = child_path(o->fs, parent, name);
+	int e = errno;
 	o->path2 = child_path(o->fs, newparent, newname);
 	if (!o->path || !o->path2) {
-		reply_err_free(o, ESTALE);
+		reply_err_free(o, o->path ? errno : e);
 		return;
 	}
 	if (!(flags & RENAME_NOREPLACE) && (sftp_client_exts(o->fs->c) & SFTP_HAS_POSIX_RENAME))
@@ -708,7 +778,9 @@ static void create_fstat_cb(void *arg, struct sftp_reply *r)
 	e.entry_timeout = o->fs->cfg.entry_timeout;
 	o->file->ino = e.ino;
 	o->fi.fh = (uint64_t)(uintptr_t)o->file;
+	node_add_file(o->fs, e.ino, o->file);
 	if (fuse_reply_create(o->req, &e, &o->fi) != 0) {
+		node_remove_file(o->fs, e.ino, o->file);
 		node_forget(o->fs, e.ino, 1);
 		file_close_quietly(o->fs, o->file);
 	}
@@ -742,8 +814,11 @@ static void open_cb(void *arg, struct sftp_reply *r)
 		return;
 	}
 	o->fi.fh = (uint64_t)(uintptr_t)o->file;
-	if (fuse_reply_open(o->req, &o->fi) != 0)
+	node_add_file(o->fs, o->ino, o->file);
+	if (fuse_reply_open(o->req, &o->fi) != 0) {
+		node_remove_file(o->fs, o->ino, o->file);
 		file_close_quietly(o->fs, o->file);
+	}
 	op_free(o);
 }
 
@@ -768,7 +843,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct op *o = op_new(req);
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
-		reply_err_free(o, ESTALE);
+		reply_err_free(o, errno);
 		return;
 	}
 	o->fi = *fi;
@@ -802,7 +877,7 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct op *o = op_new(req);
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
-		reply_err_free(o, ESTALE);
+		reply_err_free(o, errno);
 		return;
 	}
 	struct sftp_attrs a;
@@ -1001,6 +1076,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)ino;
 	struct op *o = op_new(req);
 	o->file = file_of(fi);
+	node_remove_file(o->fs, o->file->ino, o->file);
 	sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, o->file->handle, o->file->hlen, release_cb, o);
 }
 

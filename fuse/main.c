@@ -622,7 +622,11 @@ int main(int argc, char **argv)
 		fuse_session_unmount(se);
 		return 1;
 	}
+	/* 0 at unmount; a positive number is the signal (SIGTERM, SIGINT) that
+	 * ended the loop, which is a clean unmount too. */
 	int ret = fuse_session_loop(se);
+	if (ret > 0)
+		ret = 0;
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);

@@ -2704,6 +2704,10 @@ int target_resolve(struct ssh_target *t, const char *user, const char *host, con
 		user = NULL;
 	if (o) {
 		ssh_opts.config_file = o->config_file;
+		if (o->config_file && !(t->config_file = strdup(o->config_file))) {
+			seterr(err, errlen, "out of memory");
+			return -1;
+		}
 		for (int i = 0; i < o->n && i < (int)(sizeof(o->opts) / sizeof(o->opts[0])); i++) {
 			if (o->opts[i] == NULL || hashi_option(t, o->opts[i]))
 				continue;
@@ -2745,6 +2749,7 @@ void target_free(struct ssh_target *t)
 	if (t == NULL)
 		return;
 	free(t->host_arg);
+	free(t->config_file);
 	free(t->hostname);
 	free(t->user);
 	free(t->port);

@@ -56,6 +56,7 @@ struct ssh_target {
 
 	/* hashi's own transport choices (from -o, not from ssh_config) */
 	char *sftp_server;     /* -o sftp_server=PATH|SUBSYSTEM, or NULL for "sftp" */
+	char *config_file;     /* -F file, passed on to an ssh run for ProxyJump; or NULL */
 	bool password_stdin;   /* -o password_stdin: read the password from stdin */
 	char *password;        /* filled by the caller when password_stdin */
 };

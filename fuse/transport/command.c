@@ -147,10 +147,10 @@ void transport_sock_keepalive(int fd, unsigned user_timeout_ms)
 #endif
 }
 
-int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pidp, char *err,
-		    size_t errlen)
+int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pidp, int *errfd,
+		    char *err, size_t errlen)
 {
-	int sv[2], ep[2];
+	int sv[2], ep[2], xp[2] = { -1, -1 };
 	const char *what = shell_cmd != NULL ? "/bin/sh" : argv[0];
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -163,6 +163,17 @@ int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pidp, char
 		close(sv[1]);
 		return -1;
 	}
+	/* The child's stderr comes back through a pipe that we relay: a child
+	 * holding our own stderr would keep `$(hashi ...)` waiting after we go
+	 * to the background. */
+	if (errfd != NULL && pipe2(xp, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		close(ep[0]);
+		close(ep[1]);
+		return -1;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
@@ -170,6 +181,10 @@ int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pidp, char
 		close(sv[1]);
 		close(ep[0]);
 		close(ep[1]);
+		if (xp[0] >= 0) {
+			close(xp[0]);
+			close(xp[1]);
+		}
 		return -1;
 	}
 	if (pid == 0) {
@@ -179,6 +194,8 @@ int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pidp, char
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		if (dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0)
+			_exit(127);
+		if (xp[1] >= 0 && dup2(xp[1], 2) < 0)
 			_exit(127);
 		if (shell_cmd != NULL)
 			execl("/bin/sh", "sh", "-c", shell_cmd, (char *)NULL);
@@ -191,6 +208,11 @@ int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pidp, char
 	}
 	close(sv[1]);
 	close(ep[1]);
+	if (xp[1] >= 0) {
+		close(xp[1]);
+		set_nonblock(xp[0], true);
+		*errfd = xp[0];
+	}
 	int e = 0;
 	ssize_t n;
 	do {
@@ -200,6 +222,8 @@ int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pidp, char
 	if (n == (ssize_t)sizeof(e)) {
 		snprintf(err, errlen, "%s: %s", what, strerror(e));
 		close(sv[0]);
+		if (xp[0] >= 0)
+			close(xp[0]);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		return -1;
@@ -242,6 +266,7 @@ void transport_reap(pid_t pid)
 struct fd_transport {
 	struct transport base;
 	int in, out;
+	int err;   /* the command's stderr, relayed to ours; -1 if none */
 	bool in_sock, out_sock;
 	pid_t pid; /* command: the child, else 0 */
 };
@@ -252,9 +277,30 @@ static bool is_socket(int fd)
 	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/* Pass what the command said on its stderr on to ours. */
+static void relay_stderr(struct fd_transport *f)
+{
+	char buf[4096];
+	while (f->err >= 0) {
+		ssize_t n = read(f->err, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0 || errno != EAGAIN) {
+				close(f->err);
+				f->err = -1;
+			}
+			return;
+		}
+		ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
+		(void)w;
+	}
+}
+
 static ssize_t fd_read(struct transport *t, void *buf, size_t len)
 {
 	struct fd_transport *f = (struct fd_transport *)t;
+	relay_stderr(f);
 	for (;;) {
 		ssize_t n = read(f->in, buf, len);
 		if (n == 0)
@@ -299,6 +345,12 @@ static int fd_pollfds(struct transport *t, bool want_write, struct pollfd *pfd, 
 	pfd[n].fd = f->in;
 	pfd[n].events = POLLIN;
 	pfd[n].revents = 0;
+	if (f->err >= 0 && max >= 3) {
+		n++;
+		pfd[n].fd = f->err;
+		pfd[n].events = POLLIN;
+		pfd[n].revents = 0;
+	}
 	if (want_write) {
 		if (f->out == f->in) {
 			pfd[n].events |= POLLOUT;
@@ -315,6 +367,9 @@ static int fd_pollfds(struct transport *t, bool want_write, struct pollfd *pfd, 
 static void fd_destroy(struct transport *t)
 {
 	struct fd_transport *f = (struct fd_transport *)t;
+	relay_stderr(f);
+	if (f->err >= 0)
+		close(f->err);
 	if (f->out >= 0 && f->out != f->in)
 		close(f->out);
 	if (f->in >= 0)
@@ -352,6 +407,7 @@ static struct transport *fd_new(const struct transport_ops *ops, int in, int out
 	f->base.ops = ops;
 	f->in = in;
 	f->out = out;
+	f->err = -1;
 	f->in_sock = is_socket(in);
 	f->out_sock = is_socket(out);
 	f->pid = pid;
@@ -366,10 +422,15 @@ struct transport *transport_command_start(char *const argv[], char *err, size_t 
 		snprintf(err, errlen, "no command to run");
 		return NULL;
 	}
-	int fd = transport_spawn(argv, NULL, &pid, err, errlen);
+	int errfd = -1;
+	int fd = transport_spawn(argv, NULL, &pid, &errfd, err, errlen);
 	if (fd < 0)
 		return NULL;
 	struct transport *t = fd_new(&command_ops, fd, fd, pid, err, errlen);
+	if (t)
+		((struct fd_transport *)t)->err = errfd;
+	else if (errfd >= 0)
+		close(errfd);
 	if (t == NULL) {
 		close(fd);
 		transport_reap(pid);

@@ -1122,6 +1122,10 @@ static int proxy_jump_socket(const struct ssh_target *t, const char *hostname,
 	}
 	snprintf(target, sizeof(target), "[%s]:%s", hostname, port);
 	argv[n++] = "ssh";
+	if (t->config_file != NULL) {
+		argv[n++] = "-F";
+		argv[n++] = t->config_file;
+	}
 	if (rest != NULL) {
 		argv[n++] = "-J";
 		argv[n++] = rest;
@@ -1141,7 +1145,7 @@ static int proxy_jump_socket(const struct ssh_target *t, const char *hostname,
 	argv[n++] = "--";
 	argv[n++] = last;
 	argv[n] = NULL;
-	int fd = transport_spawn(argv, NULL, pid, err, errlen);
+	int fd = transport_spawn(argv, NULL, pid, NULL, err, errlen);
 	free(jumps);
 	return fd;
 }
@@ -1159,7 +1163,7 @@ static int open_socket(const struct ssh_target *t, const char *hostname, const c
 			return -1;
 		}
 		*proxied = true;
-		int fd = transport_spawn(NULL, cmd, pid, err, errlen);
+		int fd = transport_spawn(NULL, cmd, pid, NULL, err, errlen);
 		free(cmd);
 		return fd;
 	}

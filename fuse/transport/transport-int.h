@@ -22,7 +22,7 @@ void transport_sock_keepalive(int fd, unsigned user_timeout_ms);
 /* Start argv (or "/bin/sh -c cmd" when shell_cmd is set) with one end of a
  * socketpair as its stdin and stdout; stderr is inherited. Returns our end
  * (blocking, close-on-exec) and the child's pid, or -1 with err set. */
-int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pid, char *err,
+int transport_spawn(char *const argv[], const char *shell_cmd, pid_t *pid, int *errfd, char *err,
 		    size_t errlen);
 /* SIGTERM the child and reap it (SIGKILL if it is still there after 2 s). */
 void transport_reap(pid_t pid);
