@@ -40,7 +40,7 @@
 
 #define MAX_PACKET (256 * 1024 + 1024)
 
-static void die(const char *msg)
+static __attribute__((noreturn)) void die(const char *msg)
 {
 	fprintf(stderr, "%s\n", msg);
 	exit(255);
@@ -251,8 +251,8 @@ static void send_open(struct conn *c, uint32_t id, const char *path, uint32_t fl
 static void get_handle(struct conn *c, uint32_t want_id, uint8_t *h, uint32_t *hlen)
 {
 	struct wire_reader r;
-	uint32_t plen, id, l;
-	const uint8_t *s;
+	uint32_t plen, id, l = 0;
+	const uint8_t *s = NULL;
 	uint8_t type = next_packet(c, &r, &plen);
 	if (type != SSH_FXP_HANDLE || wire_get_u32(&r, &id) || id != want_id ||
 	    wire_get_string(&r, &s, &l) || l > 256)
