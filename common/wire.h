@@ -60,7 +60,7 @@ struct wire_buf {
 void wire_buf_init(struct wire_buf *b, size_t max);
 void wire_buf_free(struct wire_buf *b);
 static inline size_t wire_buf_len(const struct wire_buf *b) { return b->end - b->start; }
-static inline uint8_t *wire_buf_ptr(const struct wire_buf *b) { return b->data + b->start; }
+static inline uint8_t *wire_buf_ptr(const struct wire_buf *b) { return b->data ? b->data + b->start : NULL; }
 void wire_buf_reset(struct wire_buf *b);
 void wire_buf_consume(struct wire_buf *b, size_t n);
 /* Make room for n more bytes at the end; returns a pointer to them (not yet

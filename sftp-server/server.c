@@ -666,10 +666,10 @@ static int process_packet(struct server *s, const uint8_t *pkt, uint32_t len)
 
 /* Process the complete packets in the input queue while output has room.
  * Returns -1 to end the session. */
-static int process_input(struct server *s, bool drain)
+static int process_input(struct server *s)
 {
 	s->now = time(NULL);
-	while (drain || out_pending(s) < OUT_HIGH_WATER) {
+	while (out_pending(s) < OUT_HIGH_WATER) {
 		uint32_t plen;
 		int ret = wire_peek_packet(wire_buf_ptr(&s->in), wire_buf_len(&s->in),
 					   SFTP_MAX_MSG_LENGTH, &plen);
@@ -692,6 +692,8 @@ static int process_input(struct server *s, bool drain)
 int server_feed(struct server *s, const void *data, size_t len)
 {
 	const uint8_t *p = data;
+	if (len == 0)
+		return process_input(s) < 0 ? -1 : 0;
 	while (len > 0) {
 		size_t room = IN_MAX - wire_buf_len(&s->in);
 		size_t n = len < room ? len : room;
@@ -701,7 +703,7 @@ int server_feed(struct server *s, const void *data, size_t len)
 			return -1;
 		p += n;
 		len -= n;
-		if (process_input(s, true) < 0)
+		if (process_input(s) < 0)
 			return -1;
 	}
 	return 0;
@@ -771,10 +773,19 @@ int server_run(struct server *s, int in, int out)
 			ssize_t n = p ? read(in, p, IN_READ_CHUNK) : -1;
 			if (n == 0) {
 				log_debug("read eof");
-				/* Answer what has arrived, then send it all. */
-				int ret = process_input(s, true);
-				if (flush_all(s, out) < 0)
-					log_debug("write eof");
+				/* Answer what has arrived, then send it all, a queue-full
+				 * at a time. */
+				int ret;
+				for (;;) {
+					size_t before = wire_buf_len(&s->in);
+					ret = process_input(s);
+					if (flush_all(s, out) < 0) {
+						log_debug("write eof");
+						break;
+					}
+					if (ret < 0 || wire_buf_len(&s->in) == before)
+						break;
+				}
 				return ret == -2 ? 11 : (ret < 0 ? 255 : 0);
 			} else if (n < 0) {
 				if (errno != EAGAIN && errno != EINTR) {
@@ -795,7 +806,7 @@ int server_run(struct server *s, int in, int out)
 				return 1;
 			}
 		}
-		int ret = process_input(s, false);
+		int ret = process_input(s);
 		if (ret < 0) {
 			flush_all(s, out);
 			return ret == -2 ? 11 : 255;

@@ -53,8 +53,10 @@ void server_free(struct server *s);
 int server_run(struct server *s, int in, int out);
 /* Fuzzing and tests: hand bytes to the server as if read from the client.
  * Complete packets are processed and their replies queued (see
- * server_output). Returns 0, or -1 when the session must end (bad framing,
- * packet before INIT, ...). */
+ * server_output) until about 1 MiB of replies waits: consume the output and
+ * call server_feed(s, NULL, 0) to go on. Returns 0, or -1 when the session
+ * must end (bad framing, packet before INIT, more input than the server
+ * buffers, ...). */
 int server_feed(struct server *s, const void *data, size_t len);
 struct wire_buf *server_output(struct server *s);
 /* Log "forced close" for open handles and "session closed" (at exit). */
