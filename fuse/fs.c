@@ -636,6 +636,10 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct op *o = op_new(req);
+	if (o->fs->cfg.disable_hardlink) {
+		reply_err_free(o, ENOSYS);
+		return;
+	}
 	if (!(sftp_client_exts(o->fs->c) & SFTP_HAS_HARDLINK)) {
 		reply_err_free(o, EPERM);
 		return;

@@ -23,6 +23,7 @@ struct fs_config {
 	gid_t gid;
 	mode_t umask;          /* -o umask= : bits cleared from every mode shown */
 	bool readonly;
+	bool disable_hardlink; /* link(2) fails with ENOSYS, as sshfs's option */
 };
 
 struct fs;

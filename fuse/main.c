@@ -79,6 +79,7 @@ static void usage(FILE *f)
 "    -o entry_timeout=S     seconds the kernel keeps names (default 1)\n"
 "    -o attr_timeout=S      seconds the kernel keeps attributes (default 1)\n"
 "    -o no_check_root       do not check that the remote directory exists\n"
+"    -o disable_hardlink    link(2) fails with ENOSYS\n"
 "\n"
 "Unmount with: fusermount3 -u mountpoint\n");
 }
@@ -121,7 +122,7 @@ static const char *const ignored[] = {
 	"dcache_max_size", "dcache_clean_interval", "dcache_min_clean_interval",
 	"cache_timeout", "cache_stat_timeout", "cache_dir_timeout", "cache_link_timeout",
 	"writeback_cache", "direct_io", "x-systemd.automount", "comment", "relatime",
-	"strictatime", "nodiratime", "disable_hardlink", "contain_symlinks",
+	"strictatime", "nodiratime", "contain_symlinks",
 	NULL,
 };
 
@@ -192,6 +193,8 @@ static int handle_opt(struct options *o, char *item)
 		o->foreground = true;
 	} else if (strcmp(key, "password_stdin") == 0) {
 		o->password_stdin = true;
+	} else if (strcmp(key, "disable_hardlink") == 0) {
+		o->fs.disable_hardlink = true;
 	} else if (strcmp(key, "no_check_root") == 0) {
 		o->no_check_root = true;
 	} else if (strcmp(key, "uid") == 0) {
