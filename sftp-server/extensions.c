@@ -19,29 +19,9 @@
 /* A users-groups-by-id reply larger than this is refused (SSH_FX_FAILURE). */
 #define MAX_NAMES_REPLY (4 * 1024 * 1024)
 
-static int get_two_paths(struct wire_reader *r, char **a, char **b)
-{
-	int err = wire_get_cstring(r, a, SFTP_MAX_MSG_LENGTH);
-	if (err)
-		return err;
-	if ((err = wire_get_cstring(r, b, SFTP_MAX_MSG_LENGTH))) {
-		free(*a);
-		return err;
-	}
-	return 0;
-}
-
 static int ext_posix_rename(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	char *oldpath, *newpath;
-	int err = get_two_paths(r, &oldpath, &newpath);
-	if (err)
-		return err;
-	log_info("posix-rename old \"%s\" new \"%s\"", oldpath, newpath);
-	server_send_errno(s, id, rename(oldpath, newpath) < 0 ? errno : 0);
-	free(oldpath);
-	free(newpath);
-	return 0;
+	return server_path2_op(s, id, r, "posix-rename", rename);
 }
 
 static void send_statvfs(struct server *s, uint32_t id, const struct statvfs *st)
@@ -93,15 +73,7 @@ static int ext_fstatvfs(struct server *s, uint32_t id, struct wire_reader *r)
 
 static int ext_hardlink(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	char *oldpath, *newpath;
-	int err = get_two_paths(r, &oldpath, &newpath);
-	if (err)
-		return err;
-	log_info("hardlink old \"%s\" new \"%s\"", oldpath, newpath);
-	server_send_errno(s, id, link(oldpath, newpath) < 0 ? errno : 0);
-	free(oldpath);
-	free(newpath);
-	return 0;
+	return server_path2_op(s, id, r, "hardlink", link);
 }
 
 static int ext_fsync(struct server *s, uint32_t id, struct wire_reader *r)

@@ -584,14 +584,7 @@ static int req_readdir(struct server *s, uint32_t id, struct wire_reader *r)
 
 static int req_remove(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	char *name;
-	int err = get_path(r, &name);
-	if (err)
-		return err;
-	log_info("remove name \"%s\"", name);
-	server_send_errno(s, id, unlink(name) < 0 ? errno : 0);
-	free(name);
-	return 0;
+	return server_path1_op(s, id, r, "remove", unlink);
 }
 
 static int req_mkdir(struct server *s, uint32_t id, struct wire_reader *r)
@@ -614,14 +607,7 @@ static int req_mkdir(struct server *s, uint32_t id, struct wire_reader *r)
 
 static int req_rmdir(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	char *name;
-	int err = get_path(r, &name);
-	if (err)
-		return err;
-	log_info("rmdir name \"%s\"", name);
-	server_send_errno(s, id, rmdir(name) < 0 ? errno : 0);
-	free(name);
-	return 0;
+	return server_path1_op(s, id, r, "rmdir", rmdir);
 }
 
 static int req_realpath(struct server *s, uint32_t id, struct wire_reader *r)
@@ -675,19 +661,7 @@ static int rename_noreplace(const char *oldpath, const char *newpath)
 
 static int req_rename(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	char *oldpath, *newpath;
-	int err = get_path(r, &oldpath);
-	if (err)
-		return err;
-	if ((err = get_path(r, &newpath))) {
-		free(oldpath);
-		return err;
-	}
-	log_info("rename old \"%s\" new \"%s\"", oldpath, newpath);
-	server_send_errno(s, id, rename_noreplace(oldpath, newpath) < 0 ? errno : 0);
-	free(oldpath);
-	free(newpath);
-	return 0;
+	return server_path2_op(s, id, r, "rename", rename_noreplace);
 }
 
 static int req_readlink(struct server *s, uint32_t id, struct wire_reader *r)
@@ -712,19 +686,7 @@ static int req_readlink(struct server *s, uint32_t id, struct wire_reader *r)
 /* OpenSSH's order: the first path is the link's target, the second the link. */
 static int req_symlink(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	char *oldpath, *newpath;
-	int err = get_path(r, &oldpath);
-	if (err)
-		return err;
-	if ((err = get_path(r, &newpath))) {
-		free(oldpath);
-		return err;
-	}
-	log_info("symlink old \"%s\" new \"%s\"", oldpath, newpath);
-	server_send_errno(s, id, symlink(oldpath, newpath) < 0 ? errno : 0);
-	free(oldpath);
-	free(newpath);
-	return 0;
+	return server_path2_op(s, id, r, "symlink", symlink);
 }
 
 const struct request_def requests_core[] = {

@@ -411,6 +411,37 @@ void server_send_attrs(struct server *s, uint32_t id, const struct stat *st)
 	server_reply_end(s, mark);
 }
 
+int server_path1_op(struct server *s, uint32_t id, struct wire_reader *r, const char *verb,
+		    int (*fn)(const char *))
+{
+	char *a;
+	int err = wire_get_cstring(r, &a, SFTP_MAX_MSG_LENGTH);
+	if (err)
+		return err;
+	log_info("%s name \"%s\"", verb, a);
+	server_send_errno(s, id, fn(a) < 0 ? errno : 0);
+	free(a);
+	return 0;
+}
+
+int server_path2_op(struct server *s, uint32_t id, struct wire_reader *r, const char *verb,
+		    int (*fn)(const char *, const char *))
+{
+	char *a, *b;
+	int err = wire_get_cstring(r, &a, SFTP_MAX_MSG_LENGTH);
+	if (err)
+		return err;
+	if ((err = wire_get_cstring(r, &b, SFTP_MAX_MSG_LENGTH))) {
+		free(a);
+		return err;
+	}
+	log_info("%s old \"%s\" new \"%s\"", verb, a, b);
+	server_send_errno(s, id, fn(a, b) < 0 ? errno : 0);
+	free(a);
+	free(b);
+	return 0;
+}
+
 int server_get_handle(struct server *s, struct wire_reader *r, int kind, struct handle **h)
 {
 	const uint8_t *p;

@@ -76,6 +76,15 @@ bool server_peek_next(struct server *s, size_t k, const uint8_t **pkt, uint32_t 
 void server_skip_next(struct server *s, size_t n);
 
 /* For handlers. */
+
+/* A request whose arguments are one path (remove, rmdir) or two (rename,
+ * symlink, posix-rename, hardlink) and whose answer is fn's errno. The log
+ * line is OpenSSH's: 'VERB name "a"' or 'VERB old "a" new "b"'. */
+int server_path1_op(struct server *s, uint32_t id, struct wire_reader *r, const char *verb,
+		    int (*fn)(const char *));
+int server_path2_op(struct server *s, uint32_t id, struct wire_reader *r, const char *verb,
+		    int (*fn)(const char *, const char *));
+
 const struct server_opts *server_opts(const struct server *s);
 struct handle_table *server_handles(struct server *s);
 struct wire_buf *server_out(struct server *s);
