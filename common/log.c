@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -142,4 +143,31 @@ void log_fatal(const char *fmt, ...)
 		fprintf(stderr, "%s: %s\n", log_progname, msg);
 	}
 	exit(255);
+}
+
+static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
+static char progress_text[256];
+static unsigned progress_seq;
+
+void log_progress(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&progress_lock);
+	memcpy(progress_text, buf, sizeof(buf));
+	progress_seq++;
+	pthread_mutex_unlock(&progress_lock);
+	log_debug("%s", buf);
+}
+
+unsigned log_progress_get(char *buf, size_t size)
+{
+	pthread_mutex_lock(&progress_lock);
+	snprintf(buf, size, "%s", progress_text);
+	unsigned seq = progress_seq;
+	pthread_mutex_unlock(&progress_lock);
+	return seq;
 }

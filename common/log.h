@@ -4,6 +4,7 @@
 #define HASHI_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level {
 	LOGL_NOT_SET = -1,
@@ -38,6 +39,14 @@ void log_fatal(const char *fmt, ...)
 #define log_debug(...)   log_msg(LOGL_DEBUG1, __VA_ARGS__)
 #define log_debug2(...)  log_msg(LOGL_DEBUG2, __VA_ARGS__)
 #define log_debug3(...)  log_msg(LOGL_DEBUG3, __VA_ARGS__)
+/* Progress of a long step ("connecting to host:22", "authenticating"): the
+ * latest is kept for whoever shows progress (log_progress_get), and logged
+ * at debug level. */
+void log_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Copy the latest progress text into buf; returns a counter that changes
+ * with every new step. */
+unsigned log_progress_get(char *buf, size_t size);
+
 /* True when a message at this level would be written (skip costly formatting). */
 bool log_enabled(enum log_level level);
 

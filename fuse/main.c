@@ -3,7 +3,10 @@
 #define FUSE_USE_VERSION 35
 #include <errno.h>
 #include <fuse_lowlevel.h>
+#include <grp.h>
 #include <glib.h>
+#include <pthread.h>
+#include <time.h>
 #include <libssh2.h>
 #include <limits.h>
 #include <pwd.h>
@@ -38,6 +41,10 @@ struct options {
 	GPtrArray *fuse_opts; /* "-o" options for libfuse and the kernel */
 	struct fs_config fs;
 	bool no_check_root;
+	bool mount_helper;    /* run as mount.hashi / mount.fuse.hashi by mount(8) */
+	bool sloppy;          /* mount -s: unknown options are not fatal */
+	char *setuid_user;    /* -o setuid=USER */
+	char *idmap, *uidfile, *gidfile, *nomap;
 };
 
 static void usage(FILE *f)
@@ -50,12 +57,13 @@ static void usage(FILE *f)
 "general options:\n"
 "    -o opt,[opt...]        mount options (below)\n"
 "    -h   --help            print this help and exit\n"
-"    -V   --version         print the version and exit\n"
+"    -V   --version         print the versions (hashi, libssh2, libfuse, FUSE protocol)\n"
 "    -f                     stay in the foreground\n"
-"    -d   -o debug          print debugging information (implies -f)\n"
+"    -d   -o debug          debug log, one line per SFTP request and reply (implies -f)\n"
+"    -v                     debug log, staying in the background\n"
 "    -s                     accepted for sshfs compatibility (hashi's FUSE loop is one thread)\n"
 "\n"
-"SSH options:\n"
+"connection options:\n"
 "    -p PORT                the server's port (-o Port=PORT)\n"
 "    -C                     compression (-o Compression=yes)\n"
 "    -F FILE                the ssh configuration file, instead of ~/.ssh/config\n"
@@ -68,20 +76,33 @@ static void usage(FILE *f)
 "    -o ssh_command=CMD     run CMD instead of ssh (implies transport=openssh)\n"
 "    -o sftp_server=SERV    the server's SFTP subsystem name, or the path of its sftp-server\n"
 "    -o directport=PORT     connect straight to an SFTP server on PORT, without SSH\n"
-"    -o passive             speak SFTP on standard input and output\n"
+"    -o passive             speak SFTP on standard input and output (implies -f)\n"
 "\n"
-"filesystem options:\n"
+"cache options:\n"
+"    -o entry_timeout=S     seconds the kernel keeps names (default 1)\n"
+"    -o attr_timeout=S      seconds the kernel keeps attributes (default 1)\n"
+"    (sshfs's dir_cache, dcache_*, cache_*, kernel_cache, auto_cache are accepted)\n"
+"\n"
+"mapping options:\n"
+"    -o idmap=TYPE          owners shown: none (as the server says; default), user (the\n"
+"                           remote login user is you), file (uidfile=, gidfile=), names (by\n"
+"                           user and group name, through the server's users-groups-by-id)\n"
+"    -o uidfile=FILE        idmap=file: lines 'localname:remoteuid'\n"
+"    -o gidfile=FILE        idmap=file: lines 'localgroup:remotegid'\n"
+"    -o nomap=TYPE          an id without a mapping: ignore (shown as is) or error\n"
+"    -o uid=N, gid=N        show every file as owned by this user / group\n"
+"    -o umask=M             clear these permission bits from every file shown\n"
+"\n"
+"FUSE options:\n"
 "    -o allow_other, allow_root, default_permissions, ro, rw, auto_unmount,\n"
 "       nodev, nosuid, dev, suid, exec, noexec, atime, noatime, fsname=NAME, subtype=NAME,\n"
 "       max_read=N       passed to FUSE and the kernel\n"
-"    -o uid=N, gid=N        show every file as owned by this user / group\n"
-"    -o umask=M             clear these permission bits from every file shown\n"
-"    -o entry_timeout=S     seconds the kernel keeps names (default 1)\n"
-"    -o attr_timeout=S      seconds the kernel keeps attributes (default 1)\n"
 "    -o no_check_root       do not check that the remote directory exists\n"
 "    -o disable_hardlink    link(2) fails with ENOSYS\n"
+"    -o setuid=USER         (as root, e.g. from fstab) mount as USER, with USER's ssh files\n"
 "\n"
-"Unmount with: fusermount3 -u mountpoint\n");
+"Unmount with: fusermount3 -u mountpoint\n"
+"As mount.hashi or mount.fuse.hashi, hashi is mount(8)'s helper for fstab type fuse.hashi.\n");
 }
 
 static char *xstrdup(const char *s)
@@ -193,6 +214,20 @@ static int handle_opt(struct options *o, char *item)
 		o->foreground = true;
 	} else if (strcmp(key, "password_stdin") == 0) {
 		o->password_stdin = true;
+	} else if (strcmp(key, "setuid") == 0 && val) {
+		o->setuid_user = xstrdup(val);
+	} else if (strcmp(key, "idmap") == 0 && val) {
+		o->idmap = xstrdup(val);
+	} else if (strcmp(key, "uidfile") == 0 && val) {
+		o->uidfile = xstrdup(val);
+	} else if (strcmp(key, "gidfile") == 0 && val) {
+		o->gidfile = xstrdup(val);
+	} else if (strcmp(key, "nomap") == 0 && val) {
+		if (strcmp(val, "ignore") != 0 && strcmp(val, "error") != 0) {
+			fprintf(stderr, "hashi: bad value for nomap: '%s' (ignore or error)\n", val);
+			return -1;
+		}
+		o->nomap = xstrdup(val);
 	} else if (strcmp(key, "disable_hardlink") == 0) {
 		o->fs.disable_hardlink = true;
 	} else if (strcmp(key, "no_check_root") == 0) {
@@ -232,13 +267,18 @@ static int handle_opt(struct options *o, char *item)
 		if (strcmp(key, "ro") == 0)
 			o->fs.readonly = true;
 		g_ptr_array_add(o->fuse_opts, val ? g_strdup_printf("%s=%s", key, val) : g_strdup(key));
-	} else if (strcmp(key, "user") == 0 && val) {
-		/* sshfs passes -o user=NAME on to ssh: the remote user */
+	} else if (strcmp(key, "user") == 0 && val && !o->mount_helper) {
+		/* sshfs passes -o user=NAME on to ssh: the remote user (mount(8)
+		 * says user=NAME for its own purpose when it runs a helper) */
 		return add_ssh_opt(o, "User", val);
 	} else if (in_list(ignored, key)) {
 		/* accepted for sshfs and fstab compatibility */
 	} else {
 		const char *kw = target_canonical_keyword(key);
+		if (!kw && o->sloppy) {
+			fprintf(stderr, "hashi: ignoring unknown option '%s'\n", key);
+			return 0;
+		}
 		if (!kw) {
 			fprintf(stderr, "hashi: unknown option '%s'\n", key);
 			return -1;
@@ -304,7 +344,15 @@ static int parse_args(struct options *o, int argc, char **argv)
 			/* sshfs passes -v on to ssh; here it shows our debug log */
 			o->debug = true;
 		} else if (strcmp(a, "-s") == 0) {
-			/* single-threaded: what we are anyway */
+			/* sshfs: single-threaded, what we are anyway; mount(8): sloppy */
+			if (o->mount_helper)
+				o->sloppy = true;
+		} else if (o->mount_helper && strcmp(a, "-n") == 0) {
+			/* mount(8): do not write mtab */
+		} else if (o->mount_helper && (strcmp(a, "-t") == 0 || strcmp(a, "-N") == 0)) {
+			/* mount(8): the type (fuse.hashi), or a namespace: ours already */
+			if (i + 1 < argc)
+				i++;
 		} else if (strcmp(a, "-C") == 0) {
 			o->compression = true;
 			add_ssh_opt(o, "Compression", "yes");
@@ -342,11 +390,91 @@ static void options_free(struct options *o)
 	free(o->ssh_command);
 	free(o->sftp_server);
 	free(o->directport);
+	free(o->setuid_user);
+	free(o->idmap);
+	free(o->uidfile);
+	free(o->gidfile);
+	free(o->nomap);
 	free(o->topts.config_file);
 	for (int i = 0; i < o->topts.n; i++)
 		g_free(o->topts.opts[i]);
 	g_ptr_array_free(o->fuse_opts, TRUE);
 	free(o->fs.root);
+}
+
+/* -o setuid=USER (fstab lines mounted by root for a user): the rest runs
+ * as USER, with USER's home (so ~/.ssh is theirs). */
+static int become_user(const char *name)
+{
+	struct passwd *pw = getpwnam(name);
+	if (!pw) {
+		fprintf(stderr, "hashi: setuid: no such user '%s'\n", name);
+		return -1;
+	}
+	if (getuid() == pw->pw_uid)
+		return 0;
+	if (geteuid() != 0) {
+		fprintf(stderr, "hashi: setuid=%s needs root\n", name);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		fprintf(stderr, "hashi: setuid=%s: %s\n", name, strerror(errno));
+		return -1;
+	}
+	setenv("HOME", pw->pw_dir, 1);
+	setenv("USER", pw->pw_name, 1);
+	setenv("LOGNAME", pw->pw_name, 1);
+	if (chdir(pw->pw_dir) < 0 && chdir("/") < 0)
+		return -1;
+	return 0;
+}
+
+/* "Still connecting" on the terminal after a second, then at each new step,
+ * until the mount is up (or has failed). */
+static pthread_mutex_t progress_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t progress_cv = PTHREAD_COND_INITIALIZER;
+static bool progress_done;
+
+static void *progress_thread(void *arg)
+{
+	const char *host = arg;
+	unsigned shown = 0;
+	char step[256];
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	pthread_mutex_lock(&progress_m);
+	while (!progress_done) {
+		if (pthread_cond_timedwait(&progress_cv, &progress_m, &until) == ETIMEDOUT) {
+			unsigned seq = log_progress_get(step, sizeof(step));
+			if (seq != shown && !progress_done) {
+				fprintf(stderr, "hashi: still connecting to %s: %s...\n", host,
+					step[0] ? step : "starting");
+				shown = seq;
+			}
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 250 * 1000 * 1000;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+		}
+	}
+	pthread_mutex_unlock(&progress_m);
+	return NULL;
+}
+
+static void progress_stop(pthread_t *t, bool *running)
+{
+	if (!*running)
+		return;
+	pthread_mutex_lock(&progress_m);
+	progress_done = true;
+	pthread_cond_signal(&progress_cv);
+	pthread_mutex_unlock(&progress_m);
+	pthread_join(*t, NULL);
+	*running = false;
 }
 
 static char *read_password_stdin(void)
@@ -501,6 +629,8 @@ int main(int argc, char **argv)
 	o.fs.attr_timeout = 1.0;
 	signal(SIGPIPE, SIG_IGN);
 
+	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	o.mount_helper = strncmp(base, "mount.", 6) == 0;
 	if (parse_args(&o, argc, argv) < 0) {
 		fprintf(stderr, "see 'hashi -h' for usage\n");
 		return 1;
@@ -510,8 +640,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (o.show_version) {
-		printf("hashi version %s\nFUSE library version %s\nlibssh2 version %s\n", HASHI_VERSION,
-		       fuse_pkgversion(), libssh2_version(0));
+		printf("hashi version %s\nlibssh2 version %s\nFUSE library version %s\n", HASHI_VERSION,
+		       libssh2_version(0), fuse_pkgversion());
+		fflush(stdout);
+		fuse_lowlevel_version(); /* "using FUSE kernel interface version 7.N" */
 		return 0;
 	}
 	if (!o.source || !o.mountpoint) {
@@ -520,6 +652,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_init("hashi", o.debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, true);
+	/* The mount point as given is relative to where we were started. */
+	char *absmp = realpath(o.mountpoint, NULL);
+	if (absmp) {
+		free(o.mountpoint);
+		o.mountpoint = absmp;
+	}
+	if (o.setuid_user && become_user(o.setuid_user) < 0)
+		return 1;
 
 	if (target_split(o.source, &user, &host, &dir, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hashi: %s\n", err);
@@ -538,19 +678,28 @@ int main(int argc, char **argv)
 		o.mountpoint = absmnt;
 	}
 
+	/* Only where a person watches: not for -o passive, nor a pipe. */
+	pthread_t prog;
+	bool prog_running = !o.passive && isatty(STDERR_FILENO) &&
+			    pthread_create(&prog, NULL, progress_thread, host) == 0;
 	struct transport *tr = connect_transport(&o, user, host, dir, err, sizeof(err));
 	if (!tr) {
+		progress_stop(&prog, &prog_running);
 		bool prefixed = strncmp(err, "ssh:", 4) == 0 || strncmp(err, "hashi:", 6) == 0 ||
 				strchr(err, '\n');
 		fprintf(stderr, "%s%s\n", prefixed ? "" : "hashi: ", err);
 		return 1;
 	}
+	log_progress("starting SFTP");
 	struct sftp_client *c = sftp_client_new(tr, err, sizeof(err));
 	if (!c) {
+		progress_stop(&prog, &prog_running);
 		fprintf(stderr, "hashi: %s\n", err);
 		return 1;
 	}
+	log_progress("looking up the remote directory");
 	char *root = resolve_root(c, dir, !o.no_check_root, err, sizeof(err));
+	progress_stop(&prog, &prog_running);
 	if (!root) {
 		fprintf(stderr, "hashi: %s\n", err);
 		sftp_client_free(c);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -28,6 +29,8 @@ struct sftp_msg {
 struct pending {
 	sftp_cb cb;
 	void *arg;
+	uint8_t type;        /* for the debug log */
+	struct timespec t0;
 };
 
 struct sftp_client {
@@ -105,6 +108,81 @@ void sftp_msg_free(struct sftp_msg *m)
 	free(m);
 }
 
+static const char *type_name(uint8_t t)
+{
+	static const char *const names[] = {
+		[SSH_FXP_INIT] = "INIT", [SSH_FXP_VERSION] = "VERSION", [SSH_FXP_OPEN] = "OPEN",
+		[SSH_FXP_CLOSE] = "CLOSE", [SSH_FXP_READ] = "READ", [SSH_FXP_WRITE] = "WRITE",
+		[SSH_FXP_LSTAT] = "LSTAT", [SSH_FXP_FSTAT] = "FSTAT", [SSH_FXP_SETSTAT] = "SETSTAT",
+		[SSH_FXP_FSETSTAT] = "FSETSTAT", [SSH_FXP_OPENDIR] = "OPENDIR",
+		[SSH_FXP_READDIR] = "READDIR", [SSH_FXP_REMOVE] = "REMOVE", [SSH_FXP_MKDIR] = "MKDIR",
+		[SSH_FXP_RMDIR] = "RMDIR", [SSH_FXP_REALPATH] = "REALPATH", [SSH_FXP_STAT] = "STAT",
+		[SSH_FXP_RENAME] = "RENAME", [SSH_FXP_READLINK] = "READLINK",
+		[SSH_FXP_SYMLINK] = "SYMLINK",
+	};
+	switch (t) {
+	case SSH_FXP_STATUS: return "STATUS";
+	case SSH_FXP_HANDLE: return "HANDLE";
+	case SSH_FXP_DATA: return "DATA";
+	case SSH_FXP_NAME: return "NAME";
+	case SSH_FXP_ATTRS: return "ATTRS";
+	case SSH_FXP_EXTENDED: return "EXTENDED";
+	case SSH_FXP_EXTENDED_REPLY: return "EXTENDED_REPLY";
+	}
+	return t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "?";
+}
+
+/* -d: one readable line per request. */
+static void log_request(uint32_t id, const struct wire_buf *b)
+{
+	struct wire_reader r;
+	uint8_t type;
+	uint32_t skip;
+	const uint8_t *s;
+	uint32_t slen;
+	char arg[300] = "";
+
+	wire_reader_init(&r, wire_buf_ptr(b), wire_buf_len(b));
+	if (wire_get_u32(&r, &skip) || wire_get_u8(&r, &type) || wire_get_u32(&r, &skip))
+		return;
+	if (wire_get_string(&r, &s, &slen) == 0) {
+		switch (type) {
+		case SSH_FXP_CLOSE: case SSH_FXP_READ: case SSH_FXP_WRITE: case SSH_FXP_FSTAT:
+		case SSH_FXP_FSETSTAT: case SSH_FXP_READDIR: {
+			/* a handle: in hex, then the offset and length of a read or write */
+			size_t n = 0;
+			n += (size_t)snprintf(arg + n, sizeof(arg) - n, "handle ");
+			for (uint32_t i = 0; i < slen && i < 16 && n + 3 < sizeof(arg); i++)
+				n += (size_t)snprintf(arg + n, sizeof(arg) - n, "%02x", s[i]);
+			uint64_t off;
+			uint32_t len;
+			if ((type == SSH_FXP_READ || type == SSH_FXP_WRITE) && !wire_get_u64(&r, &off) &&
+			    !wire_get_u32(&r, &len))
+				snprintf(arg + n, sizeof(arg) - n, " offset %llu length %u",
+					 (unsigned long long)off, len);
+			break;
+		}
+		default:
+			snprintf(arg, sizeof(arg), "\"%.*s\"", (int)(slen > 256 ? 256 : slen),
+				 (const char *)s);
+		}
+	}
+	log_debug("sftp %u -> %s %s", id, type_name(type), arg);
+}
+
+static void log_reply(uint32_t id, const struct pending *p, const struct sftp_reply *r)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double ms = (double)(now.tv_sec - p->t0.tv_sec) * 1e3 + (double)(now.tv_nsec - p->t0.tv_nsec) / 1e6;
+	if (r->type == SSH_FXP_STATUS)
+		log_debug("sftp %u <- %s %s (%s, %.1f ms)", id, type_name(r->type),
+			  attrs_status_message(r->status), type_name(p->type), ms);
+	else
+		log_debug("sftp %u <- %s, %zu bytes (%s, %.1f ms)", id, type_name(r->type),
+			  wire_remaining(&r->body), type_name(p->type), ms);
+}
+
 static void wake(struct sftp_client *c)
 {
 	uint64_t one = 1;
@@ -138,6 +216,11 @@ void sftp_submit(struct sftp_client *c, struct sftp_msg *m, sftp_cb cb, void *ar
 	struct pending *p = g_new(struct pending, 1);
 	p->cb = cb;
 	p->arg = arg;
+	p->type = wire_buf_ptr(&m->buf)[4];
+	if (log_enabled(LOGL_DEBUG1)) {
+		clock_gettime(CLOCK_MONOTONIC, &p->t0);
+		log_request(id, &m->buf);
+	}
 	g_hash_table_insert(c->pending, GUINT_TO_POINTER(id), p);
 	m->next = NULL;
 	if (c->q_tail)
@@ -265,6 +348,8 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 		g_free(p);
 		return -1;
 	}
+	if (log_enabled(LOGL_DEBUG1))
+		log_reply(id, p, &rep);
 	p->cb(p->arg, &rep);
 	g_free(p);
 	return 0;

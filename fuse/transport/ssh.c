@@ -1292,6 +1292,7 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 	st->auth.prompt_host = t->host_key_alias != NULL ? t->host_key_alias : hostname;
 	st->auth.can_prompt = !t->batch_mode && tty_available();
 
+	log_progress("connecting to %s port %s", hostname, port);
 	st->sock = open_socket(t, hostname, port, &st->proxy_pid, &proxied, err, errlen);
 	if (st->sock < 0)
 		goto fail;
@@ -1329,6 +1330,7 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 		libssh2_session_flag(s, LIBSSH2_FLAG_COMPRESS, 1);
 
 	libssh2_session_set_timeout(s, t->connect_timeout > 0 ? t->connect_timeout * 1000L : 0);
+	log_progress("SSH handshake with %s", hostname);
 	int rc = libssh2_session_handshake(s, st->sock);
 	if (rc != 0) {
 		handshake_error(s, rc, hostname, port, err, errlen);
@@ -1338,10 +1340,13 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 	libssh2_session_set_timeout(s, 0);
 	log_debug("Remote protocol version: %s", libssh2_session_banner_get(s));
 
+	log_progress("checking the host key of %s", hostname);
 	if (verify_host_key(st, t, hostname, portnum, proxied, err, errlen) < 0)
 		goto fail;
+	log_progress("authenticating as %s", st->auth.user);
 	if (authenticate(st, hostname, rsa_only, err, errlen) < 0)
 		goto fail;
+	log_progress("starting the SFTP subsystem");
 
 	st->channel = libssh2_channel_open_ex(s, "session", 7, CHANNEL_WINDOW, CHANNEL_PACKET,
 					      NULL, 0);
