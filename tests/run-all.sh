@@ -41,6 +41,7 @@ fi
 SAN_LOGS=$(mktemp -d /tmp/hashi-sanitizer.XXXXXX)
 chmod 1777 "$SAN_LOGS"
 echo "== integration tests against the ASan/UBSan build (sanitizer logs in $SAN_LOGS)"
+LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0" \
 ASAN_OPTIONS="log_path=$SAN_LOGS/asan:detect_leaks=1:abort_on_error=0" \
 UBSAN_OPTIONS="log_path=$SAN_LOGS/ubsan:print_stacktrace=1:halt_on_error=1" \
 HASHI_BUILD_DIR=$ROOT/build-asan $PY -m pytest -q -p no:cacheprovider tests/integration \
