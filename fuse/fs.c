@@ -174,12 +174,103 @@ static void fill_stat(struct fs *fs, const struct sftp_attrs *a, fuse_ino_t ino,
 	st->st_blksize = 4096;
 	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
 	st->st_ctim = st->st_mtim;
+	if (fs->cfg.idmap) {
+		st->st_uid = idmap_uid_to_local(fs->cfg.idmap, a->uid);
+		st->st_gid = idmap_gid_to_local(fs->cfg.idmap, a->gid);
+	}
 	if (fs->cfg.set_uid)
 		st->st_uid = fs->cfg.uid;
 	if (fs->cfg.set_gid)
 		st->st_gid = fs->cfg.gid;
 	if (fs->cfg.set_umask)
 		st->st_mode &= ~fs->cfg.umask | S_IFMT;
+}
+
+/* idmap=names: owners the map has not seen yet are looked up on the server
+ * (users-groups-by-id@openssh.com) before their attributes reach the
+ * kernel; then(arg) runs once they are known. */
+#define IDS_PER_LOOKUP 256
+
+struct ids_wait {
+	struct fs *fs;
+	void (*then)(void *arg);
+	void *arg;
+	uint32_t uids[IDS_PER_LOOKUP], gids[IDS_PER_LOOKUP];
+	size_t nu, ng;
+};
+
+static void learn_names(struct ids_wait *w, struct wire_reader *names, bool users, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *name = NULL;
+		if (names && wire_get_cstring(names, &name, 1024))
+			name = NULL;
+		if (users)
+			idmap_learn_uid(w->fs->cfg.idmap, w->uids[i], name ? name : "");
+		else
+			idmap_learn_gid(w->fs->cfg.idmap, w->gids[i], name ? name : "");
+		free(name);
+	}
+}
+
+static void ids_cb(void *arg, struct sftp_reply *r)
+{
+	struct ids_wait *w = arg;
+	struct wire_reader un, gn;
+	bool ok = r->err == 0 && r->type == SSH_FXP_EXTENDED_REPLY &&
+		  wire_get_sub(&r->body, &un) == 0 && wire_get_sub(&r->body, &gn) == 0;
+	if (!ok && r->type != 0)
+		log_error("users-groups-by-id: no usable answer from the server");
+	learn_names(w, ok ? &un : NULL, true, w->nu);
+	learn_names(w, ok ? &gn : NULL, false, w->ng);
+	w->then(w->arg);
+	g_free(w);
+}
+
+static void add_unknown(uint32_t *v, size_t *n, uint32_t id)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (v[i] == id)
+			return;
+	if (*n < IDS_PER_LOOKUP)
+		v[(*n)++] = id;
+}
+
+static void ensure_ids(struct fs *fs, const struct sftp_attrs *a, size_t count, size_t stride,
+		       void (*then)(void *), void *arg)
+{
+	struct idmap *m = fs->cfg.idmap;
+	struct ids_wait *w = NULL;
+	for (size_t i = 0; m && i < count; i++) {
+		const struct sftp_attrs *x = (const void *)((const char *)a + i * stride);
+		if (!(x->flags & SSH_FILEXFER_ATTR_UIDGID))
+			continue;
+		bool ku = idmap_uid_known(m, x->uid), kg = idmap_gid_known(m, x->gid);
+		if (ku && kg)
+			continue;
+		if (!w)
+			w = g_new0(struct ids_wait, 1);
+		if (!ku)
+			add_unknown(w->uids, &w->nu, x->uid);
+		if (!kg)
+			add_unknown(w->gids, &w->ng, x->gid);
+	}
+	if (!w) {
+		then(arg);
+		return;
+	}
+	w->fs = fs;
+	w->then = then;
+	w->arg = arg;
+	struct sftp_msg *msg = sftp_msg_new_ext(SFTP_EXT_USERS_GROUPS);
+	struct wire_buf *b = sftp_msg_buf(msg);
+	wire_put_u32(b, (uint32_t)(w->nu * 4));
+	for (size_t i = 0; i < w->nu; i++)
+		wire_put_u32(b, w->uids[i]);
+	wire_put_u32(b, (uint32_t)(w->ng * 4));
+	for (size_t i = 0; i < w->ng; i++)
+		wire_put_u32(b, w->gids[i]);
+	sftp_submit(fs->c, msg, ids_cb, w);
 }
 
 /* ---- per-request context ------------------------------------------------ */
@@ -318,16 +409,21 @@ static void reply_entry_from_attrs(struct op *o, const struct sftp_attrs *a, con
 		node_forget(o->fs, e.ino, 1);
 }
 
+static void entry_finish(void *arg)
+{
+	struct op *o = arg;
+	reply_entry_from_attrs(o, &o->attrs, o->path);
+	op_free(o);
+}
+
 static void entry_lstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
-	if (r->err || sftp_reply_attrs(r, &a)) {
+	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
-	reply_entry_from_attrs(o, &a, o->path);
-	op_free(o);
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -357,20 +453,25 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 /* ---- getattr / setattr -------------------------------------------------- */
 
-static void attr_cb(void *arg, struct sftp_reply *r)
+static void attr_finish(void *arg)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
-	if (r->err || sftp_reply_attrs(r, &a)) {
-		reply_err_free(o, r->err ? reply_errno(r) : EIO);
-		return;
-	}
 	struct stat st;
-	fill_stat(o->fs, &a, o->ino, &st);
+	fill_stat(o->fs, &o->attrs, o->ino, &st);
 	if (o->unlinked)
 		st.st_nlink = 0;
 	fuse_reply_attr(o->req, &st, o->fs->cfg.attr_timeout);
 	op_free(o);
+}
+
+static void attr_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
 }
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -502,6 +603,13 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		a->flags |= SSH_FILEXFER_ATTR_UIDGID;
 		a->uid = (uint32_t)attr->st_uid;
 		a->gid = (uint32_t)attr->st_gid;
+		struct idmap *m = o->fs->cfg.idmap;
+		if (m && (((to_set & FUSE_SET_ATTR_UID) && idmap_uid_to_remote(m, attr->st_uid, &a->uid) < 0) ||
+			  ((to_set & FUSE_SET_ATTR_GID) && idmap_gid_to_remote(m, attr->st_gid, &a->gid) < 0))) {
+			/* nomap=error: no remote owner for that local one */
+			reply_err_free(o, EPERM);
+			return;
+		}
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		a->flags |= SSH_FILEXFER_ATTR_ACMODTIME;
@@ -764,15 +872,23 @@ static uint32_t pflags_from_open(int flags)
 	return p;
 }
 
+static void create_finish(void *arg);
+
 static void create_fstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
-	if (r->err || sftp_reply_attrs(r, &a)) {
+	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
 		file_close_quietly(o->fs, o->file);
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), create_finish, o);
+}
+
+static void create_finish(void *arg)
+{
+	struct op *o = arg;
+	const struct sftp_attrs a = o->attrs;
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = node_ref(o->fs, o->path);
@@ -1169,6 +1285,7 @@ struct readdir_op {
 	size_t size;
 	off_t off;
 	bool plus;
+	uint32_t last_count;  /* entries in the last READDIR reply */
 };
 
 /* A name a server may not send: empty, ".."/"." are fine, but no '/'. */
@@ -1251,6 +1368,7 @@ static void readdir_fill(struct readdir_op *rd)
 }
 
 static void readdir_more(struct readdir_op *rd);
+static void readdir_go_on(void *arg);
 
 static void readdir_cb(void *arg, struct sftp_reply *r)
 {
@@ -1274,6 +1392,7 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 		return;
 	}
 	pthread_mutex_lock(&d->lock);
+	size_t o_first = d->entries->len;
 	for (uint32_t i = 0; i < count; i++) {
 		struct dirent_rec e;
 		char *longname;
@@ -1294,9 +1413,23 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 		}
 		g_array_append_val(d->entries, e);
 	}
+	pthread_mutex_unlock(&d->lock);
+	rd->last_count = count;
+	if (o_first < d->entries->len)
+		ensure_ids(rd->fs, &g_array_index(d->entries, struct dirent_rec, o_first).attrs,
+			   d->entries->len - o_first, sizeof(struct dirent_rec), readdir_go_on, rd);
+	else
+		readdir_go_on(rd);
+}
+
+static void readdir_go_on(void *arg)
+{
+	struct readdir_op *rd = arg;
+	struct dir *d = rd->d;
+	pthread_mutex_lock(&d->lock);
 	bool have = d->entries->len > (size_t)rd->off;
 	pthread_mutex_unlock(&d->lock);
-	if (have || count == 0)
+	if (have || rd->last_count == 0)
 		readdir_fill(rd);
 	else
 		readdir_more(rd);

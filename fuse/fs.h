@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "idmap.h"
 #include "sftp-client.h"
 
 struct fs_config {
@@ -24,6 +25,7 @@ struct fs_config {
 	mode_t umask;          /* -o umask= : bits cleared from every mode shown */
 	bool readonly;
 	bool disable_hardlink; /* link(2) fails with ENOSYS, as sshfs's option */
+	struct idmap *idmap;   /* owners: remote <-> local (NULL: shown as they are) */
 };
 
 struct fs;

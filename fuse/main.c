@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "idmap.h"
 #include "log.h"
 #include "sftp-client.h"
 #include "sftp-proto.h"
@@ -400,6 +401,8 @@ static void options_free(struct options *o)
 		g_free(o->topts.opts[i]);
 	g_ptr_array_free(o->fuse_opts, TRUE);
 	free(o->fs.root);
+	if (o->fs.idmap)
+		idmap_free(o->fs.idmap);
 }
 
 /* -o setuid=USER (fstab lines mounted by root for a user): the rest runs
@@ -475,6 +478,55 @@ static void progress_stop(pthread_t *t, bool *running)
 	pthread_mutex_unlock(&progress_m);
 	pthread_join(*t, NULL);
 	*running = false;
+}
+
+/* -o idmap=, uidfile=, gidfile=, nomap=. */
+static int setup_idmap(struct options *opt, struct sftp_client *c, const struct sftp_attrs *root)
+{
+	enum idmap_mode mode = IDMAP_NONE;
+	char err[512];
+	if (opt->idmap && idmap_mode_from_name(opt->idmap, &mode) < 0) {
+		fprintf(stderr, "hashi: bad value for idmap: '%s' (none, user, file or names)\n",
+			opt->idmap);
+		return -1;
+	}
+	if ((opt->uidfile || opt->gidfile) && mode != IDMAP_FILE) {
+		if (opt->idmap) {
+			fprintf(stderr, "hashi: uidfile= and gidfile= need idmap=file\n");
+			return -1;
+		}
+		mode = IDMAP_FILE; /* as sshfs: a map file implies idmap=file */
+	}
+	if (mode == IDMAP_FILE && !opt->uidfile && !opt->gidfile) {
+		fprintf(stderr, "hashi: idmap=file needs uidfile= or gidfile=\n");
+		return -1;
+	}
+	if (mode == IDMAP_NONE)
+		return 0;
+	if (mode == IDMAP_NAMES && !(sftp_client_exts(c) & SFTP_HAS_USERS_GROUPS)) {
+		fprintf(stderr, "hashi: idmap=names needs the server's users-groups-by-id@openssh.com "
+				"extension (OpenSSH 9.1 or later, or hashi-sftp-server)\n");
+		return -1;
+	}
+	/* sshfs's default for idmap=file is nomap=error; for names, an owner
+	 * with no local name is shown as its number. */
+	bool nomap_error = opt->nomap ? strcmp(opt->nomap, "error") == 0 : mode == IDMAP_FILE;
+	struct idmap *m = idmap_new(mode, opt->uidfile, opt->gidfile, nomap_error, err, sizeof(err));
+	if (!m) {
+		fprintf(stderr, "hashi: %s\n", err);
+		return -1;
+	}
+	if (mode == IDMAP_USER) {
+		if (!(root->flags & SSH_FILEXFER_ATTR_UIDGID)) {
+			fprintf(stderr, "hashi: idmap=user: the server did not say who owns the remote directory\n");
+			idmap_free(m);
+			return -1;
+		}
+		/* As sshfs: the remote user is the owner of the mounted directory. */
+		idmap_set_user(m, root->uid, root->gid, getuid(), getgid());
+	}
+	opt->fs.idmap = m;
+	return 0;
 }
 
 static char *read_password_stdin(void)
@@ -570,9 +622,10 @@ static struct transport *connect_transport(struct options *o, const char *user, 
 }
 
 /* The absolute path of dir on the server, which must be a directory. */
-static char *resolve_root(struct sftp_client *c, const char *dir, bool check, char *err,
-			  size_t errlen)
+static char *resolve_root(struct sftp_client *c, const char *dir, bool check,
+			  struct sftp_attrs *root_attrs, char *err, size_t errlen)
 {
+	attrs_clear(root_attrs);
 	struct sftp_msg *m = sftp_msg_new(SSH_FXP_REALPATH);
 	wire_put_cstring(sftp_msg_buf(m), dir[0] ? dir : ".");
 	uint8_t type, *body = NULL;
@@ -603,6 +656,7 @@ static char *resolve_root(struct sftp_client *c, const char *dir, bool check, ch
 		if (attrs_get(&r, &a) == 0 && (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
 		    !S_ISDIR(a.perm))
 			e = ENOTDIR;
+		*root_attrs = a;
 	} else if (e == 0) {
 		e = EIO;
 	}
@@ -698,7 +752,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_progress("looking up the remote directory");
-	char *root = resolve_root(c, dir, !o.no_check_root, err, sizeof(err));
+	struct sftp_attrs root_attrs;
+	bool need_owner = o.idmap && strcmp(o.idmap, "user") == 0;
+	char *root = resolve_root(c, dir, !o.no_check_root || need_owner, &root_attrs, err,
+				  sizeof(err));
 	progress_stop(&prog, &prog_running);
 	if (!root) {
 		fprintf(stderr, "hashi: %s\n", err);
@@ -706,6 +763,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	o.fs.root = root;
+	if (setup_idmap(&o, c, &root_attrs) < 0) {
+		sftp_client_free(c);
+		return 1;
+	}
 
 	/* libfuse's arguments: the mount options, and our source as fsname. */
 	GPtrArray *fargs = g_ptr_array_new_with_free_func(g_free);

@@ -67,6 +67,7 @@ static const struct {
 	{ SFTP_EXT_FSYNC, SFTP_HAS_FSYNC },               { SFTP_EXT_LSETSTAT, SFTP_HAS_LSETSTAT },
 	{ SFTP_EXT_LIMITS, SFTP_HAS_LIMITS },             { SFTP_EXT_EXPAND_PATH, SFTP_HAS_EXPAND_PATH },
 	{ SFTP_EXT_COPY_DATA, SFTP_HAS_COPY_DATA },       { SFTP_EXT_HOME_DIR, SFTP_HAS_HOME_DIR },
+	{ SFTP_EXT_USERS_GROUPS, SFTP_HAS_USERS_GROUPS },
 };
 
 uint32_t sftp_client_exts(const struct sftp_client *c) { return c->exts; }

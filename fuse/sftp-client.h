@@ -33,6 +33,7 @@ enum {
 	SFTP_HAS_EXPAND_PATH = 1 << 7,
 	SFTP_HAS_COPY_DATA = 1 << 8,
 	SFTP_HAS_HOME_DIR = 1 << 9,
+	SFTP_HAS_USERS_GROUPS = 1 << 10,
 };
 
 /* What a callback receives. body reads the reply after its id and is valid
