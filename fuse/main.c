@@ -827,7 +827,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!o.foreground) {
-		log_init("hashi", LOGL_INFO, LOG_DAEMON, false);
+		log_init("hashi", o.debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, false);
 		log_set_prefix(o.mountpoint);
 	}
 	if (sftp_client_start(c) != 0) {
