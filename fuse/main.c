@@ -43,10 +43,20 @@ struct options {
 	struct fs_config fs;
 	bool no_check_root;
 	bool mount_helper;    /* run as mount.hashi / mount.fuse.hashi by mount(8) */
+	bool noreconnect;
+	unsigned timeout_s;   /* -o timeout=: how long a request waits for a reconnect */
+	bool reconnecting;    /* connect_transport is called again: no prompts */
 	bool sloppy;          /* mount -s: unknown options are not fatal */
 	char *setuid_user;    /* -o setuid=USER */
 	char *idmap, *uidfile, *gidfile, *nomap;
 };
+
+/* Static, so that what an early exit leaves allocated is still reachable
+ * (and not reported as a leak by LeakSanitizer). */
+static struct options o;
+static char *user, *host, *dir;
+static char *saved_password;
+static int config_alive_interval = -1, config_alive_count = -1;
 
 static void usage(FILE *f)
 {
@@ -78,6 +88,12 @@ static void usage(FILE *f)
 "    -o sftp_server=SERV    the server's SFTP subsystem name, or the path of its sftp-server\n"
 "    -o directport=PORT     connect straight to an SFTP server on PORT, without SSH\n"
 "    -o passive             speak SFTP on standard input and output (implies -f)\n"
+"    -o reconnect           reconnect when the connection breaks (the default);\n"
+"                           open files are reopened and requests sent again\n"
+"    -o noreconnect         fail every request with EIO once the connection is lost\n"
+"    -o timeout=S           how long a request waits for a reconnect (default 60; 0: for ever)\n"
+"    -o ServerAliveInterval=S, ServerAliveCountMax=N  dead-peer check (default 10 s, 3;\n"
+"                           ServerAliveInterval=0 turns it off)\n"
 "\n"
 "cache options:\n"
 "    -o entry_timeout=S     seconds the kernel keeps names (default 1)\n"
@@ -137,7 +153,7 @@ static const char *const fuse_passthrough[] = {
 /* Words mount(8) and fstab put in an option list that mean nothing here. */
 static const char *const ignored[] = {
 	"_netdev", "user", "nouser", "users", "auto", "noauto", "nofail", "defaults",
-	"nonempty", "big_writes", "reconnect", "transform_symlinks", "workaround",
+	"nonempty", "big_writes", "transform_symlinks", "workaround",
 	"follow_symlinks", "ssh_protocol", "delay_connect", "idmap", "cache", "dir_cache",
 	"kernel_cache", "auto_cache", "max_conns", "sshfs_sync", "no_readahead", "sync_readdir",
 	"dcache_timeout", "dcache_stat_timeout", "dcache_dir_timeout", "dcache_link_timeout",
@@ -215,6 +231,17 @@ static int handle_opt(struct options *o, char *item)
 		o->foreground = true;
 	} else if (strcmp(key, "password_stdin") == 0) {
 		o->password_stdin = true;
+	} else if (strcmp(key, "reconnect") == 0 && !val) {
+		o->noreconnect = false;
+	} else if (strcmp(key, "noreconnect") == 0 && !val) {
+		o->noreconnect = true;
+	} else if (strcmp(key, "timeout") == 0) {
+		unsigned long t;
+		if (!parse_uint(val, 10, &t) || t > 86400 * 365) {
+			fprintf(stderr, "hashi: bad value for timeout: '%s' (seconds)\n", val ? val : "");
+			return -1;
+		}
+		o->timeout_s = (unsigned)t;
 	} else if (strcmp(key, "setuid") == 0 && val) {
 		o->setuid_user = xstrdup(val);
 	} else if (strcmp(key, "idmap") == 0 && val) {
@@ -396,6 +423,8 @@ static void options_free(struct options *o)
 	free(o->uidfile);
 	free(o->gidfile);
 	free(o->nomap);
+	free(saved_password);
+	saved_password = NULL;
 	free(o->topts.config_file);
 	for (int i = 0; i < o->topts.n; i++)
 		g_free(o->topts.opts[i]);
@@ -587,6 +616,7 @@ static bool have_ssh(void)
 	return ok;
 }
 
+
 static struct transport *connect_transport(struct options *o, const char *user, const char *host,
 					   const char *dir, char *err, size_t errlen)
 {
@@ -601,8 +631,20 @@ static struct transport *connect_transport(struct options *o, const char *user, 
 			return NULL;
 		t.sftp_server = o->sftp_server ? xstrdup(o->sftp_server) : NULL;
 		t.password_stdin = o->password_stdin;
-		if (o->password_stdin)
-			t.password = read_password_stdin();
+		if (o->password_stdin) {
+			/* read once; a reconnect logs in with it again */
+			if (!saved_password)
+				saved_password = read_password_stdin();
+			t.password = saved_password ? xstrdup(saved_password) : NULL;
+		}
+		if (!o->reconnecting) {
+			config_alive_interval = t.server_alive_interval;
+			config_alive_count = t.server_alive_count_max;
+		} else if (t.connect_timeout == 0) {
+			t.connect_timeout = 15; /* a reconnect attempt never waits for ever */
+		}
+		if (o->reconnecting)
+			t.batch_mode = true; /* nobody is at a terminal now */
 		bool rsa_only = false;
 		struct transport *tr = transport_ssh_connect(&t, &rsa_only, err, errlen);
 		target_free(&t);
@@ -619,6 +661,34 @@ static struct transport *connect_transport(struct options *o, const char *user, 
 	struct transport *tr = transport_command_start(argv, err, errlen);
 	g_strfreev(argv);
 	return tr;
+}
+
+/* A new connection after the old one broke (the engine's reconnect thread). */
+static struct transport *reconnect_transport(void *arg, char *err, size_t errlen)
+{
+	struct options *opt = arg;
+	opt->reconnecting = true;
+	return connect_transport(opt, user, host, dir, err, errlen);
+}
+
+/* ServerAliveInterval / ServerAliveCountMax: from -o if given there (0 turns
+ * the check off, as in ssh), else from ssh_config if set there, else 10 s
+ * and 3: a dead link is found within about 30 s. */
+static void keepalive_settings(const struct options *opt, unsigned *interval, unsigned *count)
+{
+	*interval = 10;
+	*count = 3;
+	if (config_alive_interval > 0)
+		*interval = (unsigned)config_alive_interval;
+	if (config_alive_count > 0)
+		*count = (unsigned)config_alive_count;
+	for (int i = 0; i < opt->topts.n; i++) {
+		const char *s = opt->topts.opts[i];
+		if (strncasecmp(s, "ServerAliveInterval=", 20) == 0)
+			*interval = (unsigned)strtoul(s + 20, NULL, 10);
+		else if (strncasecmp(s, "ServerAliveCountMax=", 20) == 0)
+			*count = (unsigned)strtoul(s + 20, NULL, 10);
+	}
 }
 
 /* The absolute path of dir on the server, which must be a directory. */
@@ -669,10 +739,6 @@ static char *resolve_root(struct sftp_client *c, const char *dir, bool check,
 	return root;
 }
 
-/* Static, so that what an early exit leaves allocated is still reachable
- * (and not reported as a leak by LeakSanitizer). */
-static struct options o;
-static char *user, *host, *dir;
 
 int main(int argc, char **argv)
 {
@@ -681,6 +747,7 @@ int main(int argc, char **argv)
 	o.fuse_opts = g_ptr_array_new_with_free_func(g_free);
 	o.fs.entry_timeout = 1.0;
 	o.fs.attr_timeout = 1.0;
+	o.timeout_s = 60;
 	signal(SIGPIPE, SIG_IGN);
 
 	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
@@ -830,6 +897,11 @@ int main(int argc, char **argv)
 		log_init("hashi", o.debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, false);
 		log_set_prefix(o.mountpoint);
 	}
+	unsigned ka_interval, ka_count;
+	keepalive_settings(&o, &ka_interval, &ka_count);
+	sftp_client_set_keepalive(c, ka_interval, ka_count);
+	if (!o.noreconnect && !o.passive)
+		sftp_client_set_reconnect(c, reconnect_transport, &o, o.timeout_s);
 	if (sftp_client_start(c) != 0) {
 		log_error("cannot start the I/O thread");
 		fuse_session_unmount(se);

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -20,23 +20,49 @@
 #define IN_CHUNK (256 * 1024)
 #define DEFAULT_MAX_RW 32768
 
+/* Handles given to callers are ours: 8 bytes, a magic word and a number.
+ * The server's handle behind one can change (a reconnect reopens the file)
+ * without the caller knowing. */
+#define VH_LEN 8
+#define VH_MAGIC 0x68736856u /* "hshV" */
+
 struct sftp_msg {
-	struct wire_buf buf;
-	size_t sent;          /* bytes of buf already written (I/O thread) */
+	struct wire_buf buf;  /* as the caller built it (our handles) */
+	struct wire_buf out;  /* as it goes on the wire (the server's handles) */
+	size_t sent;          /* bytes of out already written (I/O thread) */
 	struct sftp_msg *next;
+	bool in_w;            /* in the write list */
 };
 
 struct pending {
 	sftp_cb cb;
 	void *arg;
-	uint8_t type;        /* for the debug log */
+	uint8_t type;
 	struct timespec t0;
+	struct sftp_msg *msg; /* the request, kept until answered (to resend it) */
+	uint64_t deadline;    /* ms (monotonic) by which an outage must be over; 0: none */
+	bool sent;            /* (partly) written on some connection */
+	bool replayed;        /* written again after a reconnect */
+	bool internal;        /* ours (reopening after a reconnect): handles are the server's */
+};
+
+struct vhandle {
+	uint32_t vid;
+	uint8_t real[SFTP_MAX_HANDLE_LEN];
+	uint32_t real_len;
+	bool valid;            /* real is a handle on the current connection */
+	bool dir;
+	char *path;
+	uint32_t pflags;
+	uint64_t entries;      /* directory entries handed out so far */
+	struct wire_buf leftover; /* entries read again after a reopen, not yet handed out */
+	uint32_t leftover_count;
 };
 
 struct sftp_client {
 	struct transport *t;
 
-	pthread_mutex_t lock;           /* guards: queue, pending, next_id, dead */
+	pthread_mutex_t lock;           /* guards: queue, pending, next_id, dead, new_t */
 	struct sftp_msg *q_head, *q_tail; /* submitted, not yet taken by the I/O thread */
 	GHashTable *pending;            /* id -> struct pending */
 	uint32_t next_id;
@@ -52,11 +78,35 @@ struct sftp_client {
 	struct wire_buf in;
 	bool got_version;
 	uint32_t version;
+	GHashTable *vhandles;           /* vid -> struct vhandle */
+	uint32_t next_vid;
+	bool reiniting;                 /* only internal requests go out */
+	uint64_t last_rx;               /* ms: when the server last sent anything */
+	bool ka_outstanding;
+
+	/* reconnecting */
+	sftp_reconnect_fn reconnect;
+	void *reconnect_arg;
+	unsigned timeout_s;
+	unsigned alive_interval_s, alive_count_max;
+	bool outage;
+	uint64_t outage_since;
+	pthread_t rthread;
+	bool rthread_running;
+	struct transport *new_t;        /* from the reconnect thread */
+	unsigned reconnects;
 
 	uint32_t exts;
 	uint32_t max_read, max_write;
 	char error[600];
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static const struct {
 	const char *name;
@@ -86,6 +136,7 @@ struct sftp_msg *sftp_msg_new(uint8_t type)
 	if (!m)
 		abort();
 	wire_buf_init(&m->buf, 0);
+	wire_buf_init(&m->out, 0);
 	if (wire_packet_begin(&m->buf, type, &mark) || wire_put_u32(&m->buf, 0))
 		abort();
 	return m;
@@ -106,6 +157,7 @@ void sftp_msg_free(struct sftp_msg *m)
 	if (!m)
 		return;
 	wire_buf_free(&m->buf);
+	wire_buf_free(&m->out);
 	free(m);
 }
 
@@ -184,90 +236,6 @@ static void log_reply(uint32_t id, const struct pending *p, const struct sftp_re
 			  wire_remaining(&r->body), type_name(p->type), ms);
 }
 
-static void wake(struct sftp_client *c)
-{
-	uint64_t one = 1;
-	ssize_t n = write(c->efd, &one, sizeof(one));
-	(void)n;
-}
-
-static void call_lost(sftp_cb cb, void *arg)
-{
-	struct sftp_reply r = { .type = 0, .status = SSH_FX_CONNECTION_LOST, .err = EIO };
-	wire_reader_init(&r.body, NULL, 0);
-	cb(arg, &r);
-}
-
-void sftp_submit(struct sftp_client *c, struct sftp_msg *m, sftp_cb cb, void *arg)
-{
-	/* Fill in the length now that the arguments are there. */
-	if (wire_packet_end(&m->buf, 0))
-		abort();
-	pthread_mutex_lock(&c->lock);
-	if (c->dead) {
-		pthread_mutex_unlock(&c->lock);
-		sftp_msg_free(m);
-		call_lost(cb, arg);
-		return;
-	}
-	uint32_t id = c->next_id++;
-	while (g_hash_table_contains(c->pending, GUINT_TO_POINTER(id)))
-		id = c->next_id++;
-	wire_poke_u32(&m->buf, 5, id);
-	struct pending *p = g_new(struct pending, 1);
-	p->cb = cb;
-	p->arg = arg;
-	p->type = wire_buf_ptr(&m->buf)[4];
-	if (log_enabled(LOGL_DEBUG1)) {
-		clock_gettime(CLOCK_MONOTONIC, &p->t0);
-		log_request(id, &m->buf);
-	}
-	g_hash_table_insert(c->pending, GUINT_TO_POINTER(id), p);
-	m->next = NULL;
-	if (c->q_tail)
-		c->q_tail->next = m;
-	else
-		c->q_head = m;
-	c->q_tail = m;
-	pthread_mutex_unlock(&c->lock);
-	wake(c);
-}
-
-/* The connection is gone: every request waiting for a reply fails. */
-static void fail_all(struct sftp_client *c, const char *why)
-{
-	pthread_mutex_lock(&c->lock);
-	bool was_dead = c->dead;
-	__atomic_store_n(&c->dead, true, __ATOMIC_RELEASE);
-	GHashTable *pending = c->pending;
-	c->pending = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
-	struct sftp_msg *q = c->q_head;
-	c->q_head = c->q_tail = NULL;
-	pthread_mutex_unlock(&c->lock);
-
-	if (!was_dead && why)
-		log_error("connection to the server lost: %s", why);
-	while (q) {
-		struct sftp_msg *n = q->next;
-		sftp_msg_free(q);
-		q = n;
-	}
-	while (c->w_head) {
-		struct sftp_msg *n = c->w_head->next;
-		sftp_msg_free(c->w_head);
-		c->w_head = n;
-	}
-	c->w_tail = NULL;
-	GHashTableIter it;
-	gpointer key, val;
-	g_hash_table_iter_init(&it, pending);
-	while (g_hash_table_iter_next(&it, &key, &val)) {
-		struct pending *p = val;
-		call_lost(p->cb, p->arg);
-	}
-	g_hash_table_destroy(pending);
-}
-
 static int parse_version(struct sftp_client *c, struct wire_reader *r)
 {
 	if (wire_get_u32(r, &c->version))
@@ -284,6 +252,351 @@ static int parse_version(struct sftp_client *c, struct wire_reader *r)
 	}
 	c->got_version = true;
 	return 0;
+}
+
+static void wake(struct sftp_client *c)
+{
+	uint64_t one = 1;
+	ssize_t n = write(c->efd, &one, sizeof(one));
+	(void)n;
+}
+
+static void call_err(sftp_cb cb, void *arg, uint32_t status, int err)
+{
+	struct sftp_reply r = { .type = 0, .status = status, .err = err };
+	wire_reader_init(&r.body, NULL, 0);
+	cb(arg, &r);
+}
+
+static void call_lost(sftp_cb cb, void *arg)
+{
+	call_err(cb, arg, SSH_FX_CONNECTION_LOST, EIO);
+}
+
+static void pending_free(struct pending *p)
+{
+	if (p->msg)
+		sftp_msg_free(p->msg);
+	g_free(p);
+}
+
+void sftp_submit(struct sftp_client *c, struct sftp_msg *m, sftp_cb cb, void *arg)
+{
+	/* Fill in the length now that the arguments are there. */
+	if (wire_packet_end(&m->buf, 0))
+		abort();
+	pthread_mutex_lock(&c->lock);
+	if (c->dead) {
+		pthread_mutex_unlock(&c->lock);
+		sftp_msg_free(m);
+		call_lost(cb, arg);
+		return;
+	}
+	uint32_t id = c->next_id++;
+	while (id == 0 || g_hash_table_contains(c->pending, GUINT_TO_POINTER(id)))
+		id = c->next_id++;
+	wire_poke_u32(&m->buf, 5, id);
+	struct pending *p = g_new0(struct pending, 1);
+	p->cb = cb;
+	p->arg = arg;
+	p->type = wire_buf_ptr(&m->buf)[4];
+	p->msg = m;
+	if (c->outage && c->timeout_s)
+		p->deadline = now_ms() + (uint64_t)c->timeout_s * 1000;
+	if (log_enabled(LOGL_DEBUG1)) {
+		clock_gettime(CLOCK_MONOTONIC, &p->t0);
+		log_request(id, &m->buf);
+	}
+	g_hash_table_insert(c->pending, GUINT_TO_POINTER(id), p);
+	m->next = NULL;
+	if (c->q_tail)
+		c->q_tail->next = m;
+	else
+		c->q_head = m;
+	c->q_tail = m;
+	pthread_mutex_unlock(&c->lock);
+	wake(c);
+}
+
+/* The connection is gone for good: every request waiting fails. */
+static void fail_all(struct sftp_client *c, const char *why)
+{
+	pthread_mutex_lock(&c->lock);
+	bool was_dead = c->dead;
+	__atomic_store_n(&c->dead, true, __ATOMIC_RELEASE);
+	GHashTable *pending = c->pending;
+	c->pending = g_hash_table_new(g_direct_hash, g_direct_equal);
+	c->q_head = c->q_tail = NULL;
+	pthread_mutex_unlock(&c->lock);
+
+	if (!was_dead && why)
+		log_error("connection to the server lost: %s", why);
+	/* The lists only point at messages the pending table owns. */
+	c->w_head = c->w_tail = NULL;
+	GHashTableIter it;
+	gpointer key, val;
+	g_hash_table_iter_init(&it, pending);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		struct pending *p = val;
+		call_lost(p->cb, p->arg);
+		pending_free(p);
+	}
+	g_hash_table_destroy(pending);
+}
+
+/* ---- our handles -------------------------------------------------------- */
+
+static struct vhandle *vh_lookup(struct sftp_client *c, const uint8_t *s, uint32_t len)
+{
+	if (len != VH_LEN || wire_load_u32(s) != VH_MAGIC)
+		return NULL;
+	return g_hash_table_lookup(c->vhandles, GUINT_TO_POINTER(wire_load_u32(s + 4)));
+}
+
+static void vh_free(gpointer p)
+{
+	struct vhandle *vh = p;
+	g_free(vh->path);
+	wire_buf_free(&vh->leftover);
+	g_free(vh);
+}
+
+/* Where the handle strings of a request are (offsets into its buffer). */
+static int handle_offsets(const struct wire_buf *b, size_t *off, int max)
+{
+	struct wire_reader r;
+	uint32_t u32;
+	uint8_t type;
+	const uint8_t *s;
+	uint32_t slen;
+	uint64_t u64;
+	int n = 0;
+
+	wire_reader_init(&r, wire_buf_ptr(b), wire_buf_len(b));
+	if (wire_get_u32(&r, &u32) || wire_get_u8(&r, &type) || wire_get_u32(&r, &u32))
+		return 0;
+	switch (type) {
+	case SSH_FXP_CLOSE: case SSH_FXP_READ: case SSH_FXP_WRITE: case SSH_FXP_FSTAT:
+	case SSH_FXP_FSETSTAT: case SSH_FXP_READDIR:
+		off[n++] = r.pos;
+		return n;
+	case SSH_FXP_EXTENDED:
+		if (wire_get_string(&r, &s, &slen))
+			return 0;
+		if ((slen == strlen(SFTP_EXT_FSYNC) && !memcmp(s, SFTP_EXT_FSYNC, slen)) ||
+		    (slen == strlen(SFTP_EXT_FSTATVFS) && !memcmp(s, SFTP_EXT_FSTATVFS, slen))) {
+			off[n++] = r.pos;
+		} else if (slen == strlen(SFTP_EXT_COPY_DATA) && !memcmp(s, SFTP_EXT_COPY_DATA, slen)) {
+			off[n++] = r.pos;
+			if (wire_get_string(&r, &s, &slen) || wire_get_u64(&r, &u64) ||
+			    wire_get_u64(&r, &u64))
+				return n;
+			if (n < max)
+				off[n++] = r.pos;
+		}
+		return n;
+	}
+	return 0;
+}
+
+/* Build m->out from m->buf with the server's handles in place of ours.
+ * Returns 0, or an errno when one of our handles has no server handle now. */
+static int translate(struct sftp_client *c, struct sftp_msg *m)
+{
+	size_t offs[2];
+	int n = handle_offsets(&m->buf, offs, 2);
+	const uint8_t *src = wire_buf_ptr(&m->buf);
+	size_t len = wire_buf_len(&m->buf), pos = 0;
+
+	wire_buf_reset(&m->out);
+	m->sent = 0;
+	for (int i = 0; i < n; i++) {
+		if (offs[i] + 4 > len)
+			break;
+		uint32_t hl = wire_load_u32(src + offs[i]);
+		if (hl > len - offs[i] - 4)
+			break;
+		struct vhandle *vh = vh_lookup(c, src + offs[i] + 4, hl);
+		if (!vh)
+			continue; /* not ours (already the server's) */
+		if (!vh->valid)
+			return ESTALE;
+		if (wire_put_bytes(&m->out, src + pos, offs[i] - pos) ||
+		    wire_put_string(&m->out, vh->real, vh->real_len))
+			abort();
+		pos = offs[i] + 4 + hl;
+	}
+	if (wire_put_bytes(&m->out, src + pos, len - pos) || wire_packet_end(&m->out, 0))
+		abort();
+	return 0;
+}
+
+static void w_append(struct sftp_client *c, struct sftp_msg *m)
+{
+	m->next = NULL;
+	m->in_w = true;
+	if (c->w_tail)
+		c->w_tail->next = m;
+	else
+		c->w_head = m;
+	c->w_tail = m;
+}
+
+/* Take pending request id out of the table and answer it with an error. */
+static void complete_err(struct sftp_client *c, uint32_t id, uint32_t status, int err)
+{
+	pthread_mutex_lock(&c->lock);
+	struct pending *p = g_hash_table_lookup(c->pending, GUINT_TO_POINTER(id));
+	if (p)
+		g_hash_table_remove(c->pending, GUINT_TO_POINTER(id));
+	pthread_mutex_unlock(&c->lock);
+	if (!p)
+		return;
+	call_err(p->cb, p->arg, status, err);
+	pending_free(p);
+}
+
+static uint32_t msg_id(const struct sftp_msg *m)
+{
+	/* INIT (built straight into out) has no id */
+	return wire_buf_len(&m->buf) >= 9 ? wire_load_u32(wire_buf_ptr(&m->buf) + 5) : 0;
+}
+
+/* A READDIR of a reopened directory first hands out what repositioning read. */
+static bool answer_from_leftover(struct sftp_client *c, struct sftp_msg *m)
+{
+	size_t offs[1];
+	if (wire_buf_ptr(&m->buf)[4] != SSH_FXP_READDIR || handle_offsets(&m->buf, offs, 1) != 1)
+		return false;
+	const uint8_t *src = wire_buf_ptr(&m->buf);
+	struct vhandle *vh = vh_lookup(c, src + offs[0] + 4, wire_load_u32(src + offs[0]));
+	if (!vh || vh->leftover_count == 0)
+		return false;
+	uint32_t id = msg_id(m);
+	pthread_mutex_lock(&c->lock);
+	struct pending *p = g_hash_table_lookup(c->pending, GUINT_TO_POINTER(id));
+	if (p)
+		g_hash_table_remove(c->pending, GUINT_TO_POINTER(id));
+	pthread_mutex_unlock(&c->lock);
+	if (!p)
+		return true;
+	struct wire_buf body;
+	wire_buf_init(&body, 0);
+	if (wire_put_u32(&body, vh->leftover_count) ||
+	    wire_put_bytes(&body, wire_buf_ptr(&vh->leftover), wire_buf_len(&vh->leftover)))
+		abort();
+	vh->entries += vh->leftover_count;
+	vh->leftover_count = 0;
+	wire_buf_reset(&vh->leftover);
+	struct sftp_reply r = { .type = SSH_FXP_NAME, .status = SSH_FX_OK, .err = 0 };
+	wire_reader_init(&r.body, wire_buf_ptr(&body), wire_buf_len(&body));
+	p->cb(p->arg, &r);
+	pending_free(p);
+	wire_buf_free(&body);
+	return true;
+}
+
+/* Move what callers submitted to the write list (not while reconnecting). */
+static void take_queue(struct sftp_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	struct sftp_msg *q = c->q_head;
+	c->q_head = c->q_tail = NULL;
+	pthread_mutex_unlock(&c->lock);
+	while (q) {
+		struct sftp_msg *next = q->next;
+		if (!answer_from_leftover(c, q)) {
+			int e = translate(c, q);
+			if (e)
+				complete_err(c, msg_id(q), SSH_FX_FAILURE, e);
+			else
+				w_append(c, q);
+		}
+		q = next;
+	}
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+/* After a reconnect, a request sent twice may find its own first attempt
+ * done: that is not a failure. */
+static void forgive_replay(const struct pending *p, struct sftp_reply *rep)
+{
+	if (!p->replayed || rep->type != SSH_FXP_STATUS)
+		return;
+	const uint8_t *b = wire_buf_ptr(&p->msg->buf);
+	uint8_t type = b[4];
+	bool done = false;
+	switch (type) {
+	case SSH_FXP_MKDIR:
+	case SSH_FXP_SYMLINK:
+		done = rep->status == SSH_FX_FAILURE;
+		break;
+	case SSH_FXP_REMOVE:
+	case SSH_FXP_RMDIR:
+	case SSH_FXP_RENAME:
+		done = rep->status == SSH_FX_NO_SUCH_FILE;
+		break;
+	case SSH_FXP_EXTENDED: {
+		uint32_t nl = wire_load_u32(b + 9);
+		const char *name = (const char *)b + 13;
+		if (nl == strlen(SFTP_EXT_POSIX_RENAME) && !memcmp(name, SFTP_EXT_POSIX_RENAME, nl))
+			done = rep->status == SSH_FX_NO_SUCH_FILE;
+		else if (nl == strlen(SFTP_EXT_HARDLINK) && !memcmp(name, SFTP_EXT_HARDLINK, nl))
+			done = rep->status == SSH_FX_FAILURE;
+		break;
+	}
+	}
+	if (done) {
+		log_info("a request repeated after reconnecting found its first attempt done");
+		rep->status = SSH_FX_OK;
+		rep->err = 0;
+	}
+}
+
+/* A HANDLE reply to OPEN/OPENDIR: remember the server's handle, give ours. */
+static int adopt_handle(struct sftp_client *c, struct pending *p, struct sftp_reply *rep,
+			uint8_t vbuf[4 + VH_LEN])
+{
+	const uint8_t *h;
+	uint32_t hlen;
+	struct wire_reader r = rep->body;
+	if (wire_get_string(&r, &h, &hlen) || hlen == 0 || hlen > SFTP_MAX_HANDLE_LEN)
+		return -1;
+	struct vhandle *vh = g_new0(struct vhandle, 1);
+	vh->vid = c->next_vid++;
+	memcpy(vh->real, h, hlen);
+	vh->real_len = hlen;
+	vh->valid = true;
+	vh->dir = p->type == SSH_FXP_OPENDIR;
+	wire_buf_init(&vh->leftover, 0);
+	struct wire_reader q;
+	uint32_t u32;
+	uint8_t type;
+	char *path = NULL;
+	wire_reader_init(&q, wire_buf_ptr(&p->msg->buf), wire_buf_len(&p->msg->buf));
+	if (wire_get_u32(&q, &u32) || wire_get_u8(&q, &type) || wire_get_u32(&q, &u32) ||
+	    wire_get_cstring(&q, &path, SFTP_MAX_MSG_LENGTH))
+		path = NULL;
+	vh->path = path ? g_strdup(path) : NULL;
+	free(path);
+	if (!vh->dir && wire_get_u32(&q, &vh->pflags))
+		vh->pflags = SSH_FXF_READ;
+	g_hash_table_insert(c->vhandles, GUINT_TO_POINTER(vh->vid), vh);
+	wire_store_u32(vbuf, VH_LEN);
+	wire_store_u32(vbuf + 4, VH_MAGIC);
+	wire_store_u32(vbuf + 8, vh->vid);
+	wire_reader_init(&rep->body, vbuf, 4 + VH_LEN);
+	return 0;
+}
+
+static struct vhandle *request_vhandle(struct sftp_client *c, const struct pending *p)
+{
+	size_t offs[1];
+	if (!p->msg || handle_offsets(&p->msg->buf, offs, 1) != 1)
+		return NULL;
+	const uint8_t *b = wire_buf_ptr(&p->msg->buf);
+	return vh_lookup(c, b + offs[0] + 4, wire_load_u32(b + offs[0]));
 }
 
 /* One reply packet. Returns -1 when it is malformed (the caller drops the connection). */
@@ -315,46 +628,69 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 	}
 	pthread_mutex_lock(&c->lock);
 	struct pending *p = g_hash_table_lookup(c->pending, GUINT_TO_POINTER(id));
-	if (p)
+	bool early = p && p->msg && (p->msg->in_w || !p->sent);
+	if (p && !early)
 		g_hash_table_steal(c->pending, GUINT_TO_POINTER(id));
 	pthread_mutex_unlock(&c->lock);
-	if (!p) {
+	if (!p || early) {
 		snprintf(c->error, sizeof(c->error), "reply to request id %u that was never sent", id);
 		return -1;
 	}
 	struct sftp_reply rep = { .type = type, .status = SSH_FX_OK, .err = 0, .body = r };
+	uint8_t vbuf[4 + VH_LEN];
+	int ret = 0;
 	switch (type) {
 	case SSH_FXP_STATUS:
 		if (wire_get_u32(&rep.body, &rep.status)) {
-			rep.type = 0;
-			rep.err = EIO;
 			snprintf(c->error, sizeof(c->error), "malformed STATUS reply");
-			p->cb(p->arg, &rep);
-			g_free(p);
-			return -1;
+			ret = -1;
+			break;
 		}
+		forgive_replay(p, &rep);
 		rep.err = attrs_status_to_errno(rep.status);
+		if (p->type == SSH_FXP_CLOSE && !p->internal) {
+			struct vhandle *vh = request_vhandle(c, p);
+			if (vh)
+				g_hash_table_remove(c->vhandles, GUINT_TO_POINTER(vh->vid));
+		}
 		break;
 	case SSH_FXP_HANDLE:
-	case SSH_FXP_DATA:
+		if ((p->type == SSH_FXP_OPEN || p->type == SSH_FXP_OPENDIR) && p->msg && !p->internal &&
+		    adopt_handle(c, p, &rep, vbuf) < 0) {
+			snprintf(c->error, sizeof(c->error), "malformed HANDLE reply");
+			ret = -1;
+		}
+		break;
 	case SSH_FXP_NAME:
+		if (p->type == SSH_FXP_READDIR && !p->internal) {
+			struct vhandle *vh = request_vhandle(c, p);
+			struct wire_reader cr = rep.body;
+			uint32_t count;
+			if (vh && !wire_get_u32(&cr, &count))
+				vh->entries += count;
+		}
+		break;
+	case SSH_FXP_DATA:
 	case SSH_FXP_ATTRS:
 	case SSH_FXP_EXTENDED_REPLY:
 		break;
 	default:
+		snprintf(c->error, sizeof(c->error), "unknown reply type %u", type);
+		ret = -1;
+	}
+	if (ret < 0) {
 		rep.type = 0;
 		rep.err = EIO;
-		snprintf(c->error, sizeof(c->error), "unknown reply type %u", type);
-		p->cb(p->arg, &rep);
-		g_free(p);
-		return -1;
-	}
-	if (log_enabled(LOGL_DEBUG1))
+		wire_reader_init(&rep.body, NULL, 0);
+	} else if (log_enabled(LOGL_DEBUG1)) {
 		log_reply(id, p, &rep);
+	}
 	p->cb(p->arg, &rep);
-	g_free(p);
-	return 0;
+	pending_free(p);
+	return ret;
 }
+
+/* ---- moving bytes ------------------------------------------------------- */
 
 /* Move bytes both ways as far as the transport allows, then dispatch whole
  * replies. Returns -1 when the connection is lost. */
@@ -362,21 +698,13 @@ static int pump(struct sftp_client *c)
 {
 	struct transport *t = c->t;
 
-	pthread_mutex_lock(&c->lock);
-	if (c->q_head) {
-		if (c->w_tail)
-			c->w_tail->next = c->q_head;
-		else
-			c->w_head = c->q_head;
-		c->w_tail = c->q_tail;
-		c->q_head = c->q_tail = NULL;
-	}
-	pthread_mutex_unlock(&c->lock);
+	if (!c->reiniting)
+		take_queue(c);
 
 	while (c->w_head) {
 		struct sftp_msg *m = c->w_head;
-		size_t left = wire_buf_len(&m->buf) - m->sent;
-		ssize_t n = t->ops->write(t, wire_buf_ptr(&m->buf) + m->sent, left);
+		size_t left = wire_buf_len(&m->out) - m->sent;
+		ssize_t n = t->ops->write(t, wire_buf_ptr(&m->out) + m->sent, left);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
@@ -384,12 +712,21 @@ static int pump(struct sftp_client *c)
 				 transport_error(t)[0] ? transport_error(t) : strerror((int)-n));
 			return -1;
 		}
+		if (n > 0 && m->sent == 0) {
+			pthread_mutex_lock(&c->lock);
+			struct pending *p = g_hash_table_lookup(c->pending, GUINT_TO_POINTER(msg_id(m)));
+			if (p && p->msg == m)
+				p->sent = true;
+			pthread_mutex_unlock(&c->lock);
+		}
 		m->sent += (size_t)n;
-		if (m->sent == wire_buf_len(&m->buf)) {
+		if (m->sent == wire_buf_len(&m->out)) {
 			c->w_head = m->next;
 			if (!c->w_head)
 				c->w_tail = NULL;
-			sftp_msg_free(m);
+			m->in_w = false;
+			m->next = NULL;
+			/* The pending table keeps it until the reply (to resend it). */
 		}
 	}
 
@@ -412,6 +749,7 @@ static int pump(struct sftp_client *c)
 				 transport_error(t)[0] ? transport_error(t) : strerror((int)-n));
 			return -1;
 		}
+		c->last_rx = now_ms();
 		wire_buf_commit(&c->in, (size_t)n);
 		/* Dispatch as we go so the input buffer stays small. */
 		for (;;) {
@@ -439,15 +777,16 @@ static int pump(struct sftp_client *c)
 static int wait_io(struct sftp_client *c, int timeout_ms)
 {
 	struct pollfd pfd[5];
-	bool want_write = c->w_head != NULL;
-	int n = c->t->ops->pollfds(c->t, want_write, pfd, 4);
+	int n = 0;
+	if (c->t)
+		n = c->t->ops->pollfds(c->t, c->w_head != NULL, pfd, 4);
 	pfd[n].fd = c->efd;
 	pfd[n].events = POLLIN;
 	pfd[n].revents = 0;
 	int ret = poll(pfd, (nfds_t)n + 1, timeout_ms);
 	if (ret < 0 && errno != EINTR)
 		return -1;
-	if (ret > 0 && c->t->ops->after_poll)
+	if (ret > 0 && c->t && c->t->ops->after_poll)
 		c->t->ops->after_poll(c->t, pfd, n);
 	if (ret > 0 && (pfd[n].revents & POLLIN)) {
 		uint64_t v;
@@ -457,11 +796,439 @@ static int wait_io(struct sftp_client *c, int timeout_ms)
 	return 0;
 }
 
+/* Drive the transport from this thread until *done. */
+static int drive_until(struct sftp_client *c, volatile bool *done)
+{
+	while (!*done) {
+		if (pump(c) < 0)
+			return -1;
+		if (*done)
+			break;
+		pthread_mutex_lock(&c->lock);
+		bool more = c->q_head != NULL && !c->reiniting;
+		pthread_mutex_unlock(&c->lock);
+		if (!more)
+			wait_io(c, 1000);
+	}
+	return 0;
+}
+
+/* Internal requests (reinitialising a session): sent at the head of the
+ * write list, answered into a struct. */
+struct internal {
+	volatile bool done;
+	int err;
+	uint8_t type;
+	struct wire_buf body;
+};
+
+static void internal_cb(void *arg, struct sftp_reply *r)
+{
+	struct internal *in = arg;
+	in->type = r->type;
+	in->err = r->err;
+	if (wire_put_bytes(&in->body, r->body.data + r->body.pos, wire_remaining(&r->body)))
+		abort();
+	in->done = true;
+}
+
+/* Send m (built with the server's handles) now, ahead of everything else,
+ * and wait for its answer on the current connection. */
+static int internal_call(struct sftp_client *c, struct sftp_msg *m, struct internal *in)
+{
+	if (wire_packet_end(&m->buf, 0))
+		abort();
+	memset(in, 0, sizeof(*in));
+	wire_buf_init(&in->body, 0);
+	pthread_mutex_lock(&c->lock);
+	uint32_t id = c->next_id++;
+	while (id == 0 || g_hash_table_contains(c->pending, GUINT_TO_POINTER(id)))
+		id = c->next_id++;
+	wire_poke_u32(&m->buf, 5, id);
+	struct pending *p = g_new0(struct pending, 1);
+	p->cb = internal_cb;
+	p->arg = in;
+	p->internal = true;
+	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+	p->type = wire_buf_ptr(&m->buf)[4];
+	p->msg = m;
+	g_hash_table_insert(c->pending, GUINT_TO_POINTER(id), p);
+	pthread_mutex_unlock(&c->lock);
+	if (wire_put_bytes(&m->out, wire_buf_ptr(&m->buf), wire_buf_len(&m->buf)))
+		abort();
+	w_append(c, m);
+	if (drive_until(c, &in->done) < 0) {
+		/* in is on the caller's stack: nothing may answer into it later */
+		pthread_mutex_lock(&c->lock);
+		p = g_hash_table_lookup(c->pending, GUINT_TO_POINTER(id));
+		if (p)
+			g_hash_table_remove(c->pending, GUINT_TO_POINTER(id));
+		pthread_mutex_unlock(&c->lock);
+		c->w_head = c->w_tail = NULL;
+		if (p)
+			pending_free(p);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- reconnecting ------------------------------------------------------- */
+
+static void *reconnect_thread(void *arg)
+{
+	struct sftp_client *c = arg;
+	unsigned backoff = 1;
+	char err[512];
+	while (!c->stop) {
+		log_progress("reconnecting");
+		struct transport *t = c->reconnect(c->reconnect_arg, err, sizeof(err));
+		if (t) {
+			pthread_mutex_lock(&c->lock);
+			c->new_t = t;
+			pthread_mutex_unlock(&c->lock);
+			wake(c);
+			return NULL;
+		}
+		log_error("reconnect failed: %s (next attempt in %u s)", err, backoff);
+		for (unsigned i = 0; i < backoff * 10 && !c->stop; i++)
+			usleep(100 * 1000);
+		backoff = backoff < 16 ? backoff * 2 : 30;
+	}
+	return NULL;
+}
+
+static void start_outage(struct sftp_client *c, const char *why)
+{
+	log_error("connection to the server lost: %s; reconnecting", why);
+	if (c->t) {
+		transport_destroy(c->t);
+		c->t = NULL;
+	}
+	c->outage = true;
+	c->outage_since = now_ms();
+	c->w_head = c->w_tail = NULL;
+	wire_buf_reset(&c->in);
+	c->got_version = false;
+	c->ka_outstanding = false;
+	GHashTableIter it;
+	gpointer key, val;
+	g_hash_table_iter_init(&it, c->vhandles);
+	while (g_hash_table_iter_next(&it, &key, &val))
+		((struct vhandle *)val)->valid = false;
+	pthread_mutex_lock(&c->lock);
+	c->q_head = c->q_tail = NULL; /* all in the pending table, resent from there */
+	uint64_t deadline = c->timeout_s ? c->outage_since + (uint64_t)c->timeout_s * 1000 : 0;
+	g_hash_table_iter_init(&it, c->pending);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		struct pending *p = val;
+		p->deadline = deadline;
+		if (p->msg) {
+			p->msg->in_w = false;
+			p->msg->next = NULL;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	c->rthread_running = pthread_create(&c->rthread, NULL, reconnect_thread, c) == 0;
+	if (!c->rthread_running)
+		fail_all(c, "cannot start reconnecting");
+}
+
+/* Requests whose wait through the outage is over fail with ETIMEDOUT. */
+static void expire(struct sftp_client *c)
+{
+	uint64_t now = now_ms();
+	GSList *gone = NULL;
+	pthread_mutex_lock(&c->lock);
+	c->q_head = c->q_tail = NULL;
+	GHashTableIter it;
+	gpointer key, val;
+	g_hash_table_iter_init(&it, c->pending);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		struct pending *p = val;
+		if (!p->deadline && c->timeout_s)
+			p->deadline = now + (uint64_t)c->timeout_s * 1000;
+		if (p->deadline && now >= p->deadline) {
+			g_hash_table_iter_steal(&it);
+			gone = g_slist_prepend(gone, p);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	for (GSList *l = gone; l; l = l->next) {
+		struct pending *p = l->data;
+		if (p->type == SSH_FXP_CLOSE) {
+			struct vhandle *vh = request_vhandle(c, p);
+			if (vh)
+				g_hash_table_remove(c->vhandles, GUINT_TO_POINTER(vh->vid));
+		}
+		call_err(p->cb, p->arg, SSH_FX_CONNECTION_LOST, ETIMEDOUT);
+		pending_free(p);
+	}
+	if (gone)
+		log_error("%u request(s) gave up waiting for the server", g_slist_length(gone));
+	g_slist_free(gone);
+}
+
+/* Reopen one handle on the new connection (never truncating or creating).
+ * Returns -1 when the connection broke meanwhile. */
+static int reopen(struct sftp_client *c, struct vhandle *vh)
+{
+	struct internal in;
+	if (!vh->path)
+		return 0;
+	struct sftp_msg *m = sftp_msg_new(vh->dir ? SSH_FXP_OPENDIR : SSH_FXP_OPEN);
+	if (wire_put_cstring(&m->buf, vh->path))
+		abort();
+	if (!vh->dir) {
+		struct sftp_attrs a;
+		attrs_clear(&a);
+		if (wire_put_u32(&m->buf, vh->pflags & ~(uint32_t)(SSH_FXF_TRUNC | SSH_FXF_EXCL | SSH_FXF_CREAT)) ||
+		    attrs_put(&m->buf, &a))
+			abort();
+	}
+	if (internal_call(c, m, &in) < 0) {
+		wire_buf_free(&in.body);
+		return -1;
+	}
+	struct wire_reader r;
+	const uint8_t *h;
+	uint32_t hlen;
+	wire_reader_init(&r, wire_buf_ptr(&in.body), wire_buf_len(&in.body));
+	if (in.type == SSH_FXP_HANDLE && !wire_get_string(&r, &h, &hlen) && hlen > 0 &&
+	    hlen <= SFTP_MAX_HANDLE_LEN) {
+		memcpy(vh->real, h, hlen);
+		vh->real_len = hlen;
+		vh->valid = true;
+	} else {
+		log_error("cannot reopen \"%s\" after reconnecting", vh->path);
+	}
+	wire_buf_free(&in.body);
+	/* A directory: read past what was handed out already; keep the rest. */
+	uint64_t skip = vh->dir && vh->valid ? vh->entries : 0;
+	wire_buf_reset(&vh->leftover);
+	vh->leftover_count = 0;
+	uint64_t seen = 0;
+	while (vh->valid && seen < skip) {
+		m = sftp_msg_new(SSH_FXP_READDIR);
+		if (wire_put_string(&m->buf, vh->real, vh->real_len))
+			abort();
+		if (internal_call(c, m, &in) < 0) {
+			wire_buf_free(&in.body);
+			return -1;
+		}
+		if (in.type != SSH_FXP_NAME) {
+			wire_buf_free(&in.body);
+			break;
+		}
+		uint32_t count;
+		wire_reader_init(&r, wire_buf_ptr(&in.body), wire_buf_len(&in.body));
+		if (wire_get_u32(&r, &count)) {
+			wire_buf_free(&in.body);
+			break;
+		}
+		for (uint32_t i = 0; i < count; i++) {
+			size_t start = r.pos;
+			const uint8_t *s;
+			uint32_t sl;
+			struct sftp_attrs a;
+			if (wire_get_string(&r, &s, &sl) || wire_get_string(&r, &s, &sl) ||
+			    attrs_get(&r, &a))
+				break;
+			if (seen < skip) {
+				seen++;
+				continue;
+			}
+			if (wire_put_bytes(&vh->leftover, r.data + start, r.pos - start))
+				abort();
+			vh->leftover_count++;
+		}
+		wire_buf_free(&in.body);
+	}
+	if (vh->dir)
+		vh->entries = seen;
+	return 0;
+}
+
+static int pending_cmp(gconstpointer a, gconstpointer b)
+{
+	uint32_t x = msg_id(((const struct pending *)a)->msg), y = msg_id(((const struct pending *)b)->msg);
+	return x < y ? -1 : x > y;
+}
+
+/* A new connection: SFTP again, handles reopened, requests resent in order. */
+static int reinit(struct sftp_client *c, struct transport *t)
+{
+	c->t = t;
+	c->reiniting = true;
+	c->last_rx = now_ms();
+	struct sftp_msg *m = calloc(1, sizeof(*m));
+	size_t mark;
+	if (!m)
+		abort();
+	wire_buf_init(&m->buf, 0);
+	if (wire_packet_begin(&m->out, SSH_FXP_INIT, &mark) || wire_put_u32(&m->out, SFTP_VERSION) ||
+	    wire_packet_end(&m->out, mark))
+		abort();
+	w_append(c, m);
+	uint32_t exts_before = c->exts;
+	c->exts = 0;
+	int ret = drive_until(c, (volatile bool *)&c->got_version);
+	sftp_msg_free(m); /* INIT has no pending entry: written or not, drop it */
+	c->w_head = c->w_tail = NULL;
+	if (ret < 0 || !c->got_version) {
+		c->exts = exts_before;
+		c->reiniting = false;
+		return -1;
+	}
+	if (c->exts != exts_before)
+		log_info("the server's extensions changed after reconnecting");
+	GHashTableIter it;
+	gpointer key, val;
+	g_hash_table_iter_init(&it, c->vhandles);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		if (reopen(c, val) < 0) {
+			c->reiniting = false;
+			return -1;
+		}
+	}
+
+	/* Resend, in their original order. A CLOSE of a handle the server
+	 * forgot with the old connection is done already. */
+	pthread_mutex_lock(&c->lock);
+	c->q_head = c->q_tail = NULL;
+	GList *list = g_hash_table_get_values(c->pending);
+	pthread_mutex_unlock(&c->lock);
+	list = g_list_sort(list, pending_cmp);
+	for (GList *l = list; l; l = l->next) {
+		struct pending *p = l->data;
+		uint32_t id = msg_id(p->msg);
+		if (p->type == SSH_FXP_CLOSE) {
+			struct vhandle *vh = request_vhandle(c, p);
+			if (vh)
+				g_hash_table_remove(c->vhandles, GUINT_TO_POINTER(vh->vid));
+			pthread_mutex_lock(&c->lock);
+			g_hash_table_remove(c->pending, GUINT_TO_POINTER(id));
+			pthread_mutex_unlock(&c->lock);
+			call_err(p->cb, p->arg, SSH_FX_OK, 0);
+			pending_free(p);
+			continue;
+		}
+		if (p->sent) {
+			p->replayed = true;
+			if (p->type == SSH_FXP_OPEN) {
+				/* If the first OPEN made the file, EXCL would now fail. */
+				struct wire_reader r;
+				const uint8_t *s;
+				uint32_t sl;
+				wire_reader_init(&r, wire_buf_ptr(&p->msg->buf), wire_buf_len(&p->msg->buf));
+				if (!wire_skip(&r, 9) && !wire_get_string(&r, &s, &sl) && wire_remaining(&r) >= 4) {
+					uint32_t fl = wire_load_u32(r.data + r.pos);
+					wire_store_u32((uint8_t *)r.data + r.pos, fl & ~(uint32_t)SSH_FXF_EXCL);
+				}
+			}
+		}
+		p->deadline = 0;
+		if (answer_from_leftover(c, p->msg))
+			continue;
+		int e = translate(c, p->msg);
+		if (e)
+			complete_err(c, id, SSH_FX_FAILURE, e);
+		else
+			w_append(c, p->msg);
+	}
+	g_list_free(list);
+	c->reiniting = false;
+	c->outage = false;
+	c->reconnects++;
+	log_info("reconnected to the server after %.1f s", (double)(now_ms() - c->outage_since) / 1000);
+	return 0;
+}
+
+void sftp_client_set_reconnect(struct sftp_client *c, sftp_reconnect_fn fn, void *arg,
+			       unsigned timeout_s)
+{
+	c->reconnect = fn;
+	c->reconnect_arg = arg;
+	c->timeout_s = timeout_s;
+}
+
+void sftp_client_set_keepalive(struct sftp_client *c, unsigned interval_s, unsigned count_max)
+{
+	c->alive_interval_s = interval_s;
+	c->alive_count_max = count_max ? count_max : 1;
+}
+
+static void keepalive_cb(void *arg, struct sftp_reply *r)
+{
+	struct sftp_client *c = arg;
+	(void)r;
+	c->ka_outstanding = false;
+}
+
+/* A dead peer is one that says nothing for interval * count seconds while we
+ * keep asking. Returns true when that is so. */
+static bool keepalive(struct sftp_client *c)
+{
+	if (!c->alive_interval_s || c->outage)
+		return false;
+	uint64_t now = now_ms(), quiet = now - c->last_rx;
+	uint64_t interval = (uint64_t)c->alive_interval_s * 1000;
+	if (quiet >= interval * c->alive_count_max) {
+		snprintf(c->error, sizeof(c->error), "no answer from the server for %u s",
+			 c->alive_interval_s * c->alive_count_max);
+		return true;
+	}
+	if (quiet >= interval && !c->ka_outstanding) {
+		c->ka_outstanding = true;
+		struct sftp_msg *m = sftp_msg_new(SSH_FXP_REALPATH);
+		if (wire_put_cstring(&m->buf, "."))
+			abort();
+		sftp_submit(c, m, keepalive_cb, c);
+	}
+	return false;
+}
+
 static void *io_thread(void *arg)
 {
 	struct sftp_client *c = arg;
+	c->last_rx = now_ms();
 	while (!c->stop) {
-		if (pump(c) < 0) {
+		if (c->outage) {
+			pthread_mutex_lock(&c->lock);
+			struct transport *t = c->new_t;
+			c->new_t = NULL;
+			pthread_mutex_unlock(&c->lock);
+			if (t) {
+				pthread_join(c->rthread, NULL);
+				c->rthread_running = false;
+				if (reinit(c, t) < 0) {
+					log_error("reconnecting: %s", c->error[0] ? c->error : "the new session failed");
+					if (c->t) {
+						transport_destroy(c->t);
+						c->t = NULL;
+					}
+					c->reiniting = false;
+					c->w_head = c->w_tail = NULL;
+					wire_buf_reset(&c->in);
+					c->got_version = false;
+					GHashTableIter vit;
+					gpointer vk, vv;
+					g_hash_table_iter_init(&vit, c->vhandles);
+					while (g_hash_table_iter_next(&vit, &vk, &vv))
+						((struct vhandle *)vv)->valid = false;
+					c->rthread_running =
+						pthread_create(&c->rthread, NULL, reconnect_thread, c) == 0;
+				}
+				continue;
+			}
+			expire(c);
+			wait_io(c, 200);
+			continue;
+		}
+		if (pump(c) < 0 || keepalive(c)) {
+			if (c->reconnect && !c->stop) {
+				start_outage(c, c->error);
+				continue;
+			}
 			fail_all(c, c->error);
 			break;
 		}
@@ -471,29 +1238,14 @@ static void *io_thread(void *arg)
 		pthread_mutex_lock(&c->lock);
 		bool more = c->q_head != NULL;
 		pthread_mutex_unlock(&c->lock);
-		if (!more)
-			wait_io(c, 1000);
+		if (!more) {
+			int ms = 1000;
+			if (c->alive_interval_s && c->alive_interval_s * 1000 < (unsigned)ms)
+				ms = (int)c->alive_interval_s * 1000;
+			wait_io(c, ms);
+		}
 	}
 	return NULL;
-}
-
-/* Drive the transport from this thread until *done (before the I/O thread runs). */
-static int drive_until(struct sftp_client *c, volatile bool *done)
-{
-	while (!*done) {
-		if (pump(c) < 0) {
-			fail_all(c, NULL);
-			return -1;
-		}
-		if (*done)
-			break;
-		pthread_mutex_lock(&c->lock);
-		bool more = c->q_head != NULL;
-		pthread_mutex_unlock(&c->lock);
-		if (!more)
-			wait_io(c, 1000);
-	}
-	return 0;
 }
 
 struct sync_wait {
@@ -527,7 +1279,8 @@ int sftp_call(struct sftp_client *c, struct sftp_msg *m, uint8_t *type, uint8_t 
 	struct sync_wait w = { .m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 	sftp_submit(c, m, sync_cb, &w);
 	if (!c->started) {
-		drive_until(c, &w.done);
+		if (!w.done && drive_until(c, &w.done) < 0)
+			fail_all(c, NULL);
 		if (!w.done) {
 			*type = 0;
 			if (body)
@@ -593,8 +1346,10 @@ struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errle
 	}
 	c->t = t;
 	pthread_mutex_init(&c->lock, NULL);
-	c->pending = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+	c->pending = g_hash_table_new(g_direct_hash, g_direct_equal);
+	c->vhandles = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, vh_free);
 	c->next_id = 1;
+	c->next_vid = 1;
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	wire_buf_init(&c->in, 0);
 	if (c->efd < 0) {
@@ -605,12 +1360,18 @@ struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errle
 	/* INIT has no id: queue it by hand. */
 	struct sftp_msg *m = calloc(1, sizeof(*m));
 	size_t mark;
-	wire_buf_init(&m->buf, 0);
-	if (!m || wire_packet_begin(&m->buf, SSH_FXP_INIT, &mark) ||
-	    wire_put_u32(&m->buf, SFTP_VERSION) || wire_packet_end(&m->buf, mark))
+	if (!m)
 		abort();
-	c->w_head = c->w_tail = m;
-	if (drive_until(c, (volatile bool *)&c->got_version) < 0 || !c->got_version) {
+	wire_buf_init(&m->buf, 0);
+	if (wire_packet_begin(&m->out, SSH_FXP_INIT, &mark) || wire_put_u32(&m->out, SFTP_VERSION) ||
+	    wire_packet_end(&m->out, mark))
+		abort();
+	w_append(c, m);
+	int ret = drive_until(c, (volatile bool *)&c->got_version);
+	if (c->w_head == m)
+		c->w_head = c->w_tail = NULL;
+	sftp_msg_free(m);
+	if (ret < 0 || !c->got_version) {
 		snprintf(err, errlen, "%s", c->error[0] ? c->error : "no SFTP VERSION from the server");
 		sftp_client_free(c);
 		return NULL;
@@ -629,25 +1390,44 @@ int sftp_client_start(struct sftp_client *c)
 	return 0;
 }
 
+/* A reconnect thread may be inside a blocking connect: it is left to finish
+ * on its own, and what it uses is kept (reachable from here) until exit. */
+static struct sftp_client *orphaned;
+
 void sftp_client_free(struct sftp_client *c)
 {
 	if (!c)
 		return;
+	c->stop = true;
 	if (c->started) {
-		c->stop = true;
 		wake(c);
 		pthread_join(c->thread, NULL);
 		c->started = false;
 	}
 	fail_all(c, NULL);
-	if (c->t)
+	if (c->t) {
 		transport_destroy(c->t);
+		c->t = NULL;
+	}
+	if (c->rthread_running) {
+		pthread_detach(c->rthread);
+		orphaned = c;
+		return;
+	}
+	if (c->new_t)
+		transport_destroy(c->new_t);
 	g_hash_table_destroy(c->pending);
+	g_hash_table_destroy(c->vhandles);
 	wire_buf_free(&c->in);
 	if (c->efd >= 0)
 		close(c->efd);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+unsigned sftp_client_reconnects(const struct sftp_client *c)
+{
+	return c->reconnects;
 }
 
 /* Typed helpers. */

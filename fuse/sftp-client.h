@@ -54,6 +54,20 @@ struct sftp_msg;
  * server's limits, driving the transport from the calling thread. Returns
  * NULL with a one-line error in err. Takes ownership of t. */
 struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errlen);
+/* Reconnecting: fn makes a new, ready transport (it runs on a thread of its
+ * own, with back-off between attempts). While the connection is down,
+ * requests wait up to timeout_s seconds (0: for ever), then fail with
+ * ETIMEDOUT. Handles are reopened by path and requests sent again. Without
+ * fn, a lost connection fails every request with EIO. */
+typedef struct transport *(*sftp_reconnect_fn)(void *arg, char *err, size_t errlen);
+void sftp_client_set_reconnect(struct sftp_client *c, sftp_reconnect_fn fn, void *arg,
+			       unsigned timeout_s);
+/* Dead-peer detection: a request when the server has said nothing for
+ * interval_s; after interval_s * count_max of silence the connection is
+ * declared lost. interval_s 0 turns it off. */
+void sftp_client_set_keepalive(struct sftp_client *c, unsigned interval_s, unsigned count_max);
+unsigned sftp_client_reconnects(const struct sftp_client *c);
+
 /* Start the I/O thread (after fuse_daemonize). */
 int sftp_client_start(struct sftp_client *c);
 /* Stop the thread, fail what is pending, close the transport, free. */
