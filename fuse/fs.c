@@ -390,7 +390,7 @@ static void file_close_quietly(struct fs *fs, struct file *f)
 static int reply_errno(struct sftp_reply *r)
 {
 	if (r->type == 0)
-		return EIO;
+		return r->err ? r->err : EIO; /* EIO, or ETIMEDOUT after waiting for a reconnect */
 	return r->err ? r->err : EIO;
 }
 

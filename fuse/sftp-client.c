@@ -90,6 +90,8 @@ struct sftp_client {
 	unsigned timeout_s;
 	unsigned alive_interval_s, alive_count_max;
 	bool outage;
+	bool outage_expired;            /* waited timeout_s already: new requests fail at once */
+	volatile bool retry_now;        /* a request arrived: cut the back-off short */
 	uint64_t outage_since;
 	pthread_t rthread;
 	bool rthread_running;
@@ -292,6 +294,17 @@ void sftp_submit(struct sftp_client *c, struct sftp_msg *m, sftp_cb cb, void *ar
 		call_lost(cb, arg);
 		return;
 	}
+	if (c->outage && c->outage_expired) {
+		/* The server has been away longer than we wait: say so now, and
+		 * let the reconnect thread try again at once. */
+		c->retry_now = true;
+		pthread_mutex_unlock(&c->lock);
+		sftp_msg_free(m);
+		call_err(cb, arg, SSH_FX_CONNECTION_LOST, ETIMEDOUT);
+		return;
+	}
+	if (c->outage)
+		c->retry_now = true;
 	uint32_t id = c->next_id++;
 	while (id == 0 || g_hash_table_contains(c->pending, GUINT_TO_POINTER(id)))
 		id = c->next_id++;
@@ -890,8 +903,10 @@ static void *reconnect_thread(void *arg)
 			return NULL;
 		}
 		log_error("reconnect failed: %s (next attempt in %u s)", err, backoff);
-		for (unsigned i = 0; i < backoff * 10 && !c->stop; i++)
+		c->retry_now = false;
+		for (unsigned i = 0; i < backoff * 10 && !c->stop && !c->retry_now; i++)
 			usleep(100 * 1000);
+		c->retry_now = false;
 		backoff = backoff < 16 ? backoff * 2 : 30;
 	}
 	return NULL;
@@ -901,11 +916,14 @@ static void start_outage(struct sftp_client *c, const char *why)
 {
 	log_error("connection to the server lost: %s; reconnecting", why);
 	if (c->t) {
-		transport_destroy(c->t);
+		transport_abandon(c->t);
 		c->t = NULL;
 	}
+	pthread_mutex_lock(&c->lock);
 	c->outage = true;
+	c->outage_expired = false;
 	c->outage_since = now_ms();
+	pthread_mutex_unlock(&c->lock);
 	c->w_head = c->w_tail = NULL;
 	wire_buf_reset(&c->in);
 	c->got_version = false;
@@ -939,6 +957,8 @@ static void expire(struct sftp_client *c)
 	uint64_t now = now_ms();
 	GSList *gone = NULL;
 	pthread_mutex_lock(&c->lock);
+	if (c->timeout_s && now >= c->outage_since + (uint64_t)c->timeout_s * 1000)
+		c->outage_expired = true;
 	c->q_head = c->q_tail = NULL;
 	GHashTableIter it;
 	gpointer key, val;
@@ -1137,7 +1157,10 @@ static int reinit(struct sftp_client *c, struct transport *t)
 	}
 	g_list_free(list);
 	c->reiniting = false;
+	pthread_mutex_lock(&c->lock);
 	c->outage = false;
+	c->outage_expired = false;
+	pthread_mutex_unlock(&c->lock);
 	c->reconnects++;
 	log_info("reconnected to the server after %.1f s", (double)(now_ms() - c->outage_since) / 1000);
 	return 0;
@@ -1203,7 +1226,7 @@ static void *io_thread(void *arg)
 				if (reinit(c, t) < 0) {
 					log_error("reconnecting: %s", c->error[0] ? c->error : "the new session failed");
 					if (c->t) {
-						transport_destroy(c->t);
+						transport_abandon(c->t);
 						c->t = NULL;
 					}
 					c->reiniting = false;
@@ -1215,8 +1238,9 @@ static void *io_thread(void *arg)
 					g_hash_table_iter_init(&vit, c->vhandles);
 					while (g_hash_table_iter_next(&vit, &vk, &vv))
 						((struct vhandle *)vv)->valid = false;
-					c->rthread_running =
-						pthread_create(&c->rthread, NULL, reconnect_thread, c) == 0;
+					if (!c->stop)
+						c->rthread_running = pthread_create(&c->rthread, NULL,
+										    reconnect_thread, c) == 0;
 				}
 				continue;
 			}

@@ -31,6 +31,14 @@ void transport_destroy(struct transport *t)
 		t->ops->destroy(t);
 }
 
+void transport_abandon(struct transport *t)
+{
+	if (t != NULL) {
+		t->abandoned = true;
+		t->ops->destroy(t);
+	}
+}
+
 void transport_set_error(struct transport *t, const char *fmt, ...)
 {
 	va_list ap;

@@ -1209,6 +1209,13 @@ static ssize_t read_channel(struct ssh_transport *st);
 
 static void ssh_free(struct ssh_transport *st)
 {
+	if (st->session != NULL && st->base.abandoned && st->sock >= 0) {
+		/* Taken for dead: every call from here on fails at once. */
+		shutdown(st->sock, SHUT_RDWR);
+		st->broken = true;
+		st->wlen = 0;
+		st->again = AGAIN_NONE;
+	}
 	if (st->session != NULL) {
 		/* A read that still owes libssh2 a window adjust gets one more
 		 * try (in blocking mode it would wait for data); if that does

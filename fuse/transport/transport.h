@@ -42,10 +42,13 @@ struct transport_ops {
 struct transport {
 	const struct transport_ops *ops;
 	char error[512]; /* the last error, one line, in OpenSSH's words */
+	bool abandoned;  /* the peer is taken for dead: close without courtesies */
 };
 
 static inline const char *transport_error(const struct transport *t) { return t->error; }
 void transport_destroy(struct transport *t);
+/* Destroy a transport whose peer is taken for dead, without waiting on it. */
+void transport_abandon(struct transport *t);
 
 /* Constructors. Each blocks until the stream is ready (connected,
  * authenticated, subsystem started), or returns NULL with a one-line error

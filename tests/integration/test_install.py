@@ -712,7 +712,7 @@ def run_detached_syslog(menv, flags):
                            f"exec {menv.hashi_server} -d {export}\n")
         wrapper.chmod(0o755)
         argv = [menv.hashi, f"local:{export}", str(mp), *flags,
-                "-o", f"ssh_command={wrapper}"]
+                "-o", f"ssh_command={wrapper}", "-o", "noreconnect"]
         cfg = {"olddev": str(olddev), "argv": argv, "mp": str(mp),
                "serverpid": str(serverpid), "env": hashi_env(menv.root),
                "expect_debug": "-v" in flags}
