@@ -1400,8 +1400,10 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 			log_error("malformed READDIR reply from the server");
 			break;
 		}
+		longname = NULL;
 		if (wire_get_cstring(&r->body, &longname, 65536) || attrs_get(&r->body, &e.attrs)) {
 			log_error("malformed READDIR reply from the server");
+			free(longname);
 			free(e.name);
 			break;
 		}

@@ -4,6 +4,7 @@
 #include <glib.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -840,7 +841,8 @@ static void internal_cb(void *arg, struct sftp_reply *r)
 	struct internal *in = arg;
 	in->type = r->type;
 	in->err = r->err;
-	if (wire_put_bytes(&in->body, r->body.data + r->body.pos, wire_remaining(&r->body)))
+	if (wire_remaining(&r->body) > 0 &&
+	    wire_put_bytes(&in->body, r->body.data + r->body.pos, wire_remaining(&r->body)))
 		abort();
 	in->done = true;
 }
@@ -886,6 +888,23 @@ static int internal_call(struct sftp_client *c, struct sftp_msg *m, struct inter
 }
 
 /* ---- reconnecting ------------------------------------------------------- */
+
+/* Our threads leave SIGINT, SIGTERM and SIGHUP to the FUSE loop's thread
+ * (a signal taken by another thread would not wake its read of /dev/fuse). */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGQUIT);
+	sigaddset(&block, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	int ret = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;
+}
 
 static void *reconnect_thread(void *arg)
 {
@@ -944,9 +963,13 @@ static void start_outage(struct sftp_client *c, const char *why)
 			p->msg->in_w = false;
 			p->msg->next = NULL;
 		}
+		/* remember it was sent (a retry may find it done), but accept no
+		 * answer to it before it is sent again on the new connection */
+		p->replayed = p->replayed || p->sent;
+		p->sent = false;
 	}
 	pthread_mutex_unlock(&c->lock);
-	c->rthread_running = pthread_create(&c->rthread, NULL, reconnect_thread, c) == 0;
+	c->rthread_running = start_thread(&c->rthread, reconnect_thread, c) == 0;
 	if (!c->rthread_running)
 		fail_all(c, "cannot start reconnecting");
 }
@@ -1041,10 +1064,12 @@ static int reopen(struct sftp_client *c, struct vhandle *vh)
 		}
 		uint32_t count;
 		wire_reader_init(&r, wire_buf_ptr(&in.body), wire_buf_len(&in.body));
-		if (wire_get_u32(&r, &count)) {
+		if (wire_get_u32(&r, &count) || count == 0) {
+			/* a server that gives nothing more cannot reposition us */
 			wire_buf_free(&in.body);
 			break;
 		}
+		uint64_t before = seen + vh->leftover_count;
 		for (uint32_t i = 0; i < count; i++) {
 			size_t start = r.pos;
 			const uint8_t *s;
@@ -1062,6 +1087,8 @@ static int reopen(struct sftp_client *c, struct vhandle *vh)
 			vh->leftover_count++;
 		}
 		wire_buf_free(&in.body);
+		if (seen + vh->leftover_count == before)
+			break; /* no usable entry in that reply */
 	}
 	if (vh->dir)
 		vh->entries = seen;
@@ -1132,8 +1159,7 @@ static int reinit(struct sftp_client *c, struct transport *t)
 			pending_free(p);
 			continue;
 		}
-		if (p->sent) {
-			p->replayed = true;
+		if (p->replayed) {
 			if (p->type == SSH_FXP_OPEN) {
 				/* If the first OPEN made the file, EXCL would now fail. */
 				struct wire_reader r;
@@ -1239,8 +1265,8 @@ static void *io_thread(void *arg)
 					while (g_hash_table_iter_next(&vit, &vk, &vv))
 						((struct vhandle *)vv)->valid = false;
 					if (!c->stop)
-						c->rthread_running = pthread_create(&c->rthread, NULL,
-										    reconnect_thread, c) == 0;
+						c->rthread_running = start_thread(&c->rthread,
+										  reconnect_thread, c) == 0;
 				}
 				continue;
 			}
@@ -1350,11 +1376,11 @@ static void read_limits(struct sftp_client *c)
 			if (maxw > 1024 * 1024)
 				maxw = 1024 * 1024;
 			if (maxpkt && maxw + 1024 > maxpkt)
-				maxw = maxpkt > 1024 ? maxpkt - 1024 : maxw;
+				maxw = maxpkt > 2048 ? maxpkt - 1024 : 1024;
 			if (maxr >= 1024)
 				c->max_read = (uint32_t)maxr;
-			if (maxw >= 1024)
-				c->max_write = (uint32_t)maxw;
+			if (maxw >= 1024 || (maxpkt && maxpkt <= 2048))
+				c->max_write = (uint32_t)(maxw >= 1024 ? maxw : 1024);
 		}
 	}
 	free(body);
@@ -1408,7 +1434,7 @@ struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errle
 
 int sftp_client_start(struct sftp_client *c)
 {
-	if (pthread_create(&c->thread, NULL, io_thread, c) != 0)
+	if (start_thread(&c->thread, io_thread, c) != 0)
 		return -1;
 	c->started = true;
 	return 0;
