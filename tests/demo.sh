@@ -28,6 +28,9 @@ sshd_pid=
 
 cleanup() {
 	status=$?
+	if [ -d "$tmp/mnt" ] && grep -q " $tmp/mnt " /proc/mounts 2>/dev/null; then
+		fusermount3 -uz "$tmp/mnt" 2>/dev/null || umount -l "$tmp/mnt" 2>/dev/null || true
+	fi
 	if [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null; then
 		while kill -0 "$sshd_pid" 2>/dev/null &&
 		      ! grep -q '^State:.*Z' "/proc/$sshd_pid/status" 2>/dev/null; do
@@ -112,4 +115,22 @@ cmp "$tmp/files/hello.txt" "$tmp/files/hello-copy.txt"
 echo "demo: put and get round trip of 1 MiB: identical"
 echo "demo: sshd log lines about the session:"
 grep -E 'Accepted publickey|subsystem request|Starting session' "$tmp/sshd.log" | sed 's/^/  /' || true
+
+# hashi: mount the same directory through the same sshd, as a user would.
+hashi=$(cd "$build" && pwd)/fuse/hashi
+if [ -x "$hashi" ] && [ -e /dev/fuse ]; then
+	mkdir "$tmp/mnt"
+	echo "demo: hashi $user@127.0.0.1:$tmp/files $tmp/mnt"
+	"$hashi" "$user@127.0.0.1:$tmp/files" "$tmp/mnt" -p "$port" -F /dev/null \
+		-o IdentityFile="$tmp/client_ed25519",IdentitiesOnly=yes \
+		-o UserKnownHostsFile="$tmp/known_hosts",GlobalKnownHostsFile=/dev/null \
+		-o StrictHostKeyChecking=yes,BatchMode=yes
+	ls -l "$tmp/mnt" | sed 's/^/  /'
+	cp "$tmp/files/demo.bin" "$tmp/mnt/through-the-mount.bin"
+	cmp "$tmp/files/demo.bin" "$tmp/files/through-the-mount.bin"
+	cmp "$tmp/files/demo.bin" "$tmp/mnt/uploaded.bin"
+	echo "demo: $(cat "$tmp/mnt/hello.txt") (read through the mount)"
+	fusermount3 -u "$tmp/mnt"
+	echo "demo: hashi mount: write and read back of 1 MiB identical; unmounted"
+fi
 echo "demo: OK"
