@@ -456,7 +456,8 @@ def test_pipelined_then_eof(server_path, workdir):
         replies = c.read_until_eof()
         assert c.wait_exit() == 0
         if is_openssh(server_path):
-            assert len(replies) < n, "OpenSSH answered everything: update the docs"
+            # OpenSSH exits at EOF: how many it answered first depends on
+            # timing (usually not all); nothing to assert about it.
             return
         assert [r.id for r in replies] == ids
         for i, r in enumerate(replies):

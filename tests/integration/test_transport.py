@@ -521,7 +521,12 @@ def test_revoked_host_key(sshd, probe, home, tmp_path):
 
 def test_cert_authority_line_is_not_a_host_key(sshd, probe, home, tmp_path):
     kh = sshd.known_hosts(tmp_path / "kh", prefix="@cert-authority ")
-    r = run(probe, ssh_args(sshd, kh, key=sshd.key_ed25519), home)
+    for _ in range(3):
+        r = run(probe, ssh_args(sshd, kh, key=sshd.key_ed25519), home)
+        # (a loaded machine's inetd-style sshd sometimes drops a connection
+        # before the key exchange: that is not what this test is about)
+        if "Connection closed by" not in r.stderr:
+            break
     assert r.returncode == 255
     assert "No ED25519 host key is known" in r.stderr
 
