@@ -182,10 +182,17 @@ def env_for(home, agent=None):
 
 
 def run(probe, args, home, agent=None, **kw):
-    """Run the probe with no terminal (a new session, stdin /dev/null)."""
-    return subprocess.run([probe, *args], env=env_for(home, agent), text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL,
-                          start_new_session=True, timeout=TIMEOUT, **kw)
+    """Run the probe with no terminal (a new session, stdin /dev/null).
+    Again (up to 3 times) when the test sshd dropped the connection before
+    the key exchange, which a loaded machine's inetd-style sshd sometimes
+    does and which no test here is about."""
+    for _ in range(3):
+        r = subprocess.run([probe, *args], env=env_for(home, agent), text=True,
+                           capture_output=True, stdin=subprocess.DEVNULL,
+                           start_new_session=True, timeout=TIMEOUT, **kw)
+        if not (r.returncode == 255 and r.stderr.startswith("Connection closed by 127.0.0.1")):
+            break
+    return r
 
 
 def ssh_args(sshd, known_hosts, *more, key=None, strict="yes", port=None):
