@@ -81,36 +81,8 @@
 #include "transport/transport.h"
 #include "wire.h"
 
-/* A UB report ends the run (the libraries are built recoverable). */
-const char *__ubsan_default_options(void);
-const char *__ubsan_default_options(void)
-{
-	return "halt_on_error=1:print_stacktrace=1";
-}
+#include "fuzz-common.h"
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                               \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The engine logs (errors at least) through syslog() when not to stderr:
- * format each line, so the sanitizers check every argument, and drop it. */
-void syslog(int pri, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	(void)pri;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-}
 
 static volatile uint8_t sink;
 static void touch(const uint8_t *p, size_t n)

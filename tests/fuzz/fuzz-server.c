@@ -45,38 +45,8 @@
 #include "sftp-proto.h"
 #include "wire.h"
 
-/* A UB report ends the run (the libraries are built recoverable). */
-const char *__ubsan_default_options(void);
-const char *__ubsan_default_options(void)
-{
-	return "halt_on_error=1:print_stacktrace=1";
-}
+#include "fuzz-common.h"
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                               \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The server logs everything (LOGL_DEBUG3) to "syslog". This one formats
- * each line, so the sanitizers still check every argument, and drops it:
- * there is no /dev/log in the jail, and glibc's would try to connect for
- * every line (that tripled the time per input). */
-void syslog(int pri, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	(void)pri;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-}
 
 /* Descriptors: few enough that the handle table can fill up (the server
  * allows RLIMIT_NOFILE - 16 handles). */

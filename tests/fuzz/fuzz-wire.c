@@ -22,21 +22,7 @@
 
 #include "wire.h"
 
-/* A UB report ends the run (the libraries are built recoverable). */
-const char *__ubsan_default_options(void);
-const char *__ubsan_default_options(void)
-{
-	return "halt_on_error=1:print_stacktrace=1";
-}
-
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,    \
-				__LINE__, #cond);                                \
-			abort();                                                 \
-		}                                                                \
-	} while (0)
+#include "fuzz-common.h"
 
 static uint32_t load32(const uint8_t *p)
 {
@@ -100,7 +86,6 @@ static void check_queue(const struct wire_buf *q, const struct model *m)
 #define MAX_DEPTH 8
 #define MAX_MARKS 4
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
