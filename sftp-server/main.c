@@ -129,8 +129,9 @@ int main(int argc, char **argv)
 			}
 			for (const struct request_def *d = requests_core; d->name; d++)
 				printf("%s\n", d->name);
-			for (const struct request_def *d = requests_extensions; d->name; d++)
-				printf("%s\n", d->name);
+			for (const struct request_def *const *t = request_ext_tables; *t; t++)
+				for (const struct request_def *d = *t; d->name; d++)
+					printf("%s\n", d->name);
 			exit(0);
 		case 'R':
 			opts.readonly = true;

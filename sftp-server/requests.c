@@ -96,26 +96,32 @@ static int req_open(struct server *s, uint32_t id, struct wire_reader *r)
 		free(name);
 		return 0;
 	}
+	struct handle *h = server_add_file_handle(s, name, fd, flags);
+	if (!h)
+		server_send_status(s, id, SSH_FX_FAILURE);
+	else
+		server_send_handle(s, id, h);
+	free(name);
+	return 0;
+}
+
+struct handle *server_add_file_handle(struct server *s, const char *name, int fd, int flags)
+{
 	struct stat st;
 	bool regular = false;
 	if (fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
-		fcntl(fd, F_SETFL, flags & O_APPEND);
+		fcntl(fd, F_SETFL, flags & (O_APPEND | O_NOATIME));
 		regular = S_ISREG(st.st_mode);
 	}
 	struct handle *h = handles_new(server_handles(s), HANDLE_FILE, name, fd, NULL, flags);
-	if (h) {
-		h->regular = regular;
-		h->size_hint = regular ? (uint64_t)st.st_size : 0;
-	}
 	if (!h) {
 		log_error("open \"%s\": too many open handles", name);
 		close(fd);
-		server_send_status(s, id, SSH_FX_FAILURE);
-	} else {
-		server_send_handle(s, id, h);
+		return NULL;
 	}
-	free(name);
-	return 0;
+	h->regular = regular;
+	h->size_hint = regular ? (uint64_t)st.st_size : 0;
+	return h;
 }
 
 static int req_close(struct server *s, uint32_t id, struct wire_reader *r)

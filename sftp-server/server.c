@@ -60,7 +60,11 @@ struct server {
 	uint32_t version;
 	struct name_cache_entry users[NAME_CACHE_SIZE], groups[NAME_CACHE_SIZE];
 	time_t now;
+	bool errno_ext;               /* errno@hashi is on */
+	struct hashi_ext *hx;
 };
+
+const struct request_def *const request_ext_tables[] = { requests_extensions, requests_hashi, NULL };
 
 static uint32_t compute_max_handles(void)
 {
@@ -131,6 +135,7 @@ void server_free(struct server *s)
 	if (!s)
 		return;
 	segs_drop(s);
+	hashi_ext_free(s->hx);
 	handles_close_all(&s->handles, NULL, NULL);
 	wire_buf_free(&s->in);
 	wire_buf_free(&s->out);
@@ -294,6 +299,8 @@ static int output_some(struct server *s, int out)
 const struct server_opts *server_opts(const struct server *s) { return &s->opts; }
 struct handle_table *server_handles(struct server *s) { return &s->handles; }
 struct wire_buf *server_out(struct server *s) { return &s->out; }
+struct hashi_ext **server_hashi_ext(struct server *s) { return &s->hx; }
+void server_set_errno_ext(struct server *s, bool on) { s->errno_ext = on; }
 
 /* -P / -p lists: comma-separated names, matched exactly (as OpenSSH's match_list). */
 static bool name_in_list(const char *name, const char *list)
@@ -354,7 +361,9 @@ void server_reply_end(struct server *s, size_t mark)
 	check_put(wire_packet_end(&s->out, mark));
 }
 
-void server_send_status_msg(struct server *s, uint32_t id, uint32_t status, const char *msg)
+/* err: the errno behind a failure, sent after the language tag when
+ * errno@hashi is on (0: none). */
+static void send_status(struct server *s, uint32_t id, uint32_t status, const char *msg, int err)
 {
 	log_debug3("request %u: sent status %u", id, status);
 	if (log_get_level() > LOGL_VERBOSE || (status != SSH_FX_OK && status != SSH_FX_EOF))
@@ -364,8 +373,15 @@ void server_send_status_msg(struct server *s, uint32_t id, uint32_t status, cons
 	if (s->version >= 3) {
 		check_put(wire_put_cstring(&s->out, msg ? msg : attrs_status_message(status)));
 		check_put(wire_put_cstring(&s->out, ""));
+		if (s->errno_ext && err > 0 && status != SSH_FX_OK)
+			check_put(wire_put_u32(&s->out, (uint32_t)err));
 	}
 	server_reply_end(s, mark);
+}
+
+void server_send_status_msg(struct server *s, uint32_t id, uint32_t status, const char *msg)
+{
+	send_status(s, id, status, msg, 0);
 }
 
 void server_send_status(struct server *s, uint32_t id, uint32_t status)
@@ -375,7 +391,7 @@ void server_send_status(struct server *s, uint32_t id, uint32_t status)
 
 void server_send_errno(struct server *s, uint32_t id, int err)
 {
-	server_send_status(s, id, attrs_errno_to_status(err));
+	send_status(s, id, attrs_errno_to_status(err), NULL, err);
 }
 
 void server_send_handle(struct server *s, uint32_t id, const struct handle *h)
@@ -610,15 +626,17 @@ static void process_init(struct server *s, struct wire_reader *r)
 	size_t mark;
 	check_put(wire_packet_begin(&s->out, SSH_FXP_VERSION, &mark));
 	check_put(wire_put_u32(&s->out, SFTP_VERSION));
-	for (const struct request_def *d = requests_extensions; d->name; d++) {
-		if (!d->ext_version)
-			continue;
-		if (!server_request_permitted(s, d)) {
-			log_debug2("refusing to advertise disallowed extension %s", d->ext_name);
-			continue;
+	for (const struct request_def *const *t = request_ext_tables; *t; t++) {
+		for (const struct request_def *d = *t; d->name; d++) {
+			if (!d->ext_version)
+				continue;
+			if (!server_request_permitted(s, d)) {
+				log_debug2("refusing to advertise disallowed extension %s", d->ext_name);
+				continue;
+			}
+			check_put(wire_put_cstring(&s->out, d->ext_name));
+			check_put(wire_put_cstring(&s->out, d->ext_version));
 		}
-		check_put(wire_put_cstring(&s->out, d->ext_name));
-		check_put(wire_put_cstring(&s->out, d->ext_version));
 	}
 	server_reply_end(s, mark);
 }
@@ -672,10 +690,12 @@ static int process_packet(struct server *s, const uint8_t *pkt, uint32_t len)
 			server_send_status(s, id, SSH_FX_BAD_MESSAGE);
 			return 0;
 		}
-		for (const struct request_def *d = requests_extensions; d->name; d++) {
-			if (strlen(d->ext_name) == nlen && memcmp(d->ext_name, name, nlen) == 0) {
-				run_handler(s, d, id, &r);
-				return 0;
+		for (const struct request_def *const *t = request_ext_tables; *t; t++) {
+			for (const struct request_def *d = *t; d->name; d++) {
+				if (strlen(d->ext_name) == nlen && memcmp(d->ext_name, name, nlen) == 0) {
+					run_handler(s, d, id, &r);
+					return 0;
+				}
 			}
 		}
 		log_error("Unknown extended request \"%.*s\"", (int)(nlen > 100 ? 100 : nlen),
@@ -793,12 +813,13 @@ int server_run(struct server *s, int in, int out)
 			pfd[1].fd = out;
 			pfd[1].events = POLLOUT;
 		}
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, 2, hashi_ext_timeout(s)) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("poll: %s", strerror(errno));
 			return 2;
 		}
+		hashi_ext_retry(s);
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			uint8_t *p = wire_buf_reserve(&s->in, IN_READ_CHUNK);
 			ssize_t n = p ? read(in, p, IN_READ_CHUNK) : -1;

@@ -45,6 +45,9 @@ struct request_def {
 /* Tables, each ended by an entry with name == NULL. */
 extern const struct request_def requests_core[];      /* requests.c */
 extern const struct request_def requests_extensions[]; /* extensions.c */
+extern const struct request_def requests_hashi[];      /* hashi-ext.c */
+/* The extension tables in the order VERSION advertises them, NULL-ended. */
+extern const struct request_def *const request_ext_tables[];
 
 struct server *server_new(const struct server_opts *opts);
 void server_free(struct server *s);
@@ -92,7 +95,10 @@ bool server_request_permitted(const struct server *s, const struct request_def *
 
 void server_send_status(struct server *s, uint32_t id, uint32_t status);
 void server_send_status_msg(struct server *s, uint32_t id, uint32_t status, const char *msg);
+/* The status for err; once the client turned errno@hashi on, err itself too. */
 void server_send_errno(struct server *s, uint32_t id, int err);
+/* errno@hashi: whether failure statuses carry the errno. */
+void server_set_errno_ext(struct server *s, bool on);
 void server_send_handle(struct server *s, uint32_t id, const struct handle *h);
 /* A NAME reply with one entry whose name and longname are both name, and no attributes. */
 void server_send_name1(struct server *s, uint32_t id, const char *name);
@@ -104,6 +110,20 @@ void server_reply_end(struct server *s, size_t mark);
 /* Read a handle string and look it up; *h is NULL when it names no open
  * handle of that kind (kind HANDLE_ANY accepts both). */
 int server_get_handle(struct server *s, struct wire_reader *r, int kind, struct handle **h);
+
+/* An open(2)ed descriptor becomes a file handle (as OPEN makes them): a
+ * regular file or directory loses the O_NONBLOCK it was opened with. NULL
+ * (and fd closed) when the table is full. */
+struct handle *server_add_file_handle(struct server *s, const char *name, int fd, int flags);
+
+/* hashi-ext.c's state in the server: requests that wait (lock@hashi with
+ * HASHI_LOCK_WAIT). The loop polls at most hashi_ext_timeout() ms (-1: no
+ * limit) and then calls hashi_ext_retry(). */
+struct hashi_ext;
+struct hashi_ext **server_hashi_ext(struct server *s);
+int hashi_ext_timeout(struct server *s);
+void hashi_ext_retry(struct server *s);
+void hashi_ext_free(struct hashi_ext *hx);
 
 /* realpath(3) that, like OpenSSH's, accepts a missing last component.
  * resolved must hold PATH_MAX bytes. Returns 0, or -1 with errno. */
