@@ -108,6 +108,34 @@ EXTENSIONS = {
 }
 EXT_NAME_TO_REQUEST = {v[0]: k for k, v in EXTENSIONS.items()}
 
+# hashi's own extensions (man/PROTOCOL.hashi): -P/-p/-Q name them by their
+# extension names. Only our server has them; OpenSSH's never does.
+HASHI_EXTENSIONS = [
+    "errno@hashi", "stat@hashi", "readdir@hashi", "setstat@hashi", "open@hashi",
+    "mknod@hashi", "getxattr@hashi", "setxattr@hashi", "listxattr@hashi",
+    "removexattr@hashi", "lock@hashi", "fallocate@hashi", "lseek@hashi",
+]
+HASHI_MUTATING = {"setstat@hashi", "mknod@hashi", "setxattr@hashi",
+                  "removexattr@hashi", "fallocate@hashi"}
+
+TARGET_HANDLE = 0x1
+TARGET_NOFOLLOW = 0x2
+ID_NONE = 0xFFFFFFFF
+HSET_MODE, HSET_UID, HSET_GID, HSET_SIZE = 0x1, 0x2, 0x4, 0x8
+HSET_ATIME, HSET_MTIME, HSET_ATIME_NOW, HSET_MTIME_NOW = 0x10, 0x20, 0x40, 0x80
+O_NOFOLLOW, O_SYNC, O_DSYNC, O_NOATIME = 0x100, 0x200, 0x400, 0x800
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+LOCK_GET, LOCK_SET, LOCK_FLOCK, LOCK_CANCEL = 0, 1, 2, 3
+LOCK_WAIT = 1
+RDLCK, WRLCK, UNLCK = 0, 1, 2
+FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE, FALLOC_ZERO_RANGE = 0x1, 0x2, 0x10
+SEEK_DATA, SEEK_HOLE = 3, 4
+HATTRS_FIELDS = ("mask", "mode", "nlink", "uid", "gid", "blksize", "ino", "size",
+                 "blocks", "dev_major", "dev_minor", "rdev_major", "rdev_minor",
+                 "atime", "atime_nsec", "mtime", "mtime_nsec", "ctime", "ctime_nsec",
+                 "btime", "btime_nsec")
+HATTRS_V1_LEN = 112
+
 STATVFS_FIELDS = ("bsize", "frsize", "blocks", "bfree", "bavail", "files",
                   "ffree", "favail", "fsid", "flag", "namemax")
 LIMITS_FIELDS = ("max_packet_length", "max_read_length", "max_write_length",
@@ -277,6 +305,7 @@ class Reply:
         self.code = self.msg = self.lang = None
         self.handle = self.data = self.names = self.attrs = self.payload = None
         self.extra = None  # decoded EXTENDED_REPLY, set by helpers
+        self.errno = None
         r = Reader(body)
         if ptype == FXP_VERSION:
             self.version = r.u32()
@@ -295,6 +324,9 @@ class Reply:
                 self.msg = r.text()
             if r.remaining():
                 self.lang = r.text()
+            self.errno = None  # errno@hashi: the server's errno, when on
+            if r.remaining() == 4:
+                self.errno = r.u32()
         elif ptype == FXP_HANDLE:
             self.handle = r.string()
         elif ptype == FXP_DATA:
@@ -395,6 +427,49 @@ def decode_users_groups(payload):
     while groups.remaining():
         g.append(groups.text())
     return u, g
+
+
+def decode_hattrs(r):
+    """hashi's full attributes (one string) from Reader r, as a dict."""
+    b = Reader(r.string())
+    if b.remaining() < HATTRS_V1_LEN:
+        raise ProtocolError("hattrs: %d bytes" % b.remaining())
+    d = {}
+    for k in ("mask", "mode", "nlink", "uid", "gid", "blksize"):
+        d[k] = b.u32()
+    for k in ("ino", "size", "blocks"):
+        d[k] = b.u64()
+    for k in ("dev_major", "dev_minor", "rdev_major", "rdev_minor"):
+        d[k] = b.u32()
+    for k in ("atime", "mtime", "ctime", "btime"):
+        d[k] = struct.unpack(">q", b.take(8))[0]
+        d[k + "_nsec"] = b.u32()
+    return d
+
+
+def hsetattr(mode=None, uid=None, gid=None, size=None, atime=None, mtime=None,
+             atime_now=False, mtime_now=False):
+    """setstat@hashi's block; times are (sec, nsec) pairs; None is omitted."""
+    valid = 0
+    if mode is not None:
+        valid |= HSET_MODE
+    if uid is not None:
+        valid |= HSET_UID
+    if gid is not None:
+        valid |= HSET_GID
+    if size is not None:
+        valid |= HSET_SIZE
+    if atime is not None:
+        valid |= HSET_ATIME
+    if mtime is not None:
+        valid |= HSET_MTIME
+    if atime_now:
+        valid |= HSET_ATIME_NOW
+    if mtime_now:
+        valid |= HSET_MTIME_NOW
+    at, mt = atime or (0, 0), mtime or (0, 0)
+    return (u32(valid) + u32(mode or 0) + u32(uid or 0) + u32(gid or 0) + u64(size or 0)
+            + struct.pack(">qI", *at) + struct.pack(">qI", *mt))
 
 
 # ---------------------------------------------------------------- client
@@ -767,6 +842,76 @@ class SFTPWire:
         if r.type == FXP_EXTENDED_REPLY:
             r.extra = decode_users_groups(r.payload)
         return r
+
+    # -- hashi's extensions (each returns the Reply, with .extra decoded)
+
+    def _hx(self, name, payload, decode=None):
+        r = self.call_extended(name, payload)
+        if decode and r.type == FXP_EXTENDED_REPLY:
+            rd = Reader(r.payload)
+            r.extra = decode(rd)
+            if rd.remaining():
+                raise ProtocolError("%s reply: %d trailing bytes" % (name, rd.remaining()))
+        return r
+
+    def hx_errno(self, on=True):
+        return self._hx("errno@hashi", u32(1 if on else 0))
+
+    def hx_stat(self, target, flags=0):
+        return self._hx("stat@hashi", sstr(target) + u32(flags), decode_hattrs)
+
+    def hx_readdir(self, handle):
+        def dec(r):
+            return [(r.text(), decode_hattrs(r)) for _ in range(r.u32())]
+        return self._hx("readdir@hashi", sstr(handle), dec)
+
+    def hx_setstat(self, target, flags=0, **attrs):
+        return self._hx("setstat@hashi", sstr(target) + u32(flags) + hsetattr(**attrs),
+                        decode_hattrs)
+
+    def hx_open(self, path, flags, mode=0o644, uid=ID_NONE, gid=ID_NONE):
+        def dec(r):
+            return r.string(), decode_hattrs(r)
+        return self._hx("open@hashi", sstr(path) + u32(flags) + u32(mode) + u32(uid)
+                        + u32(gid), dec)
+
+    def hx_mknod(self, path, mode, major=0, minor=0, uid=ID_NONE, gid=ID_NONE, target=""):
+        return self._hx("mknod@hashi", sstr(path) + u32(mode) + u32(major) + u32(minor)
+                        + u32(uid) + u32(gid) + sstr(target), decode_hattrs)
+
+    def hx_getxattr(self, target, name, flags=0):
+        return self._hx("getxattr@hashi", sstr(target) + u32(flags) + sstr(name),
+                        lambda r: r.string())
+
+    def hx_listxattr(self, target, flags=0):
+        return self._hx("listxattr@hashi", sstr(target) + u32(flags),
+                        lambda r: [n for n in r.string().split(b"\0") if n])
+
+    def hx_setxattr(self, target, name, value, xflags=0, flags=0):
+        return self._hx("setxattr@hashi", sstr(target) + u32(flags) + sstr(name)
+                        + sstr(value) + u32(xflags))
+
+    def hx_removexattr(self, target, name, flags=0):
+        return self._hx("removexattr@hashi", sstr(target) + u32(flags) + sstr(name))
+
+    def hx_lock_send(self, handle, op, ltype=WRLCK, start=0, length=0, flags=0):
+        """Send a lock@hashi request without waiting; returns its id."""
+        return self.send_extended("lock@hashi", sstr(handle) + u32(op) + u32(flags)
+                                  + u32(ltype) + u64(start) + u64(length))
+
+    def hx_lock(self, handle, op, ltype=WRLCK, start=0, length=0, flags=0):
+        r = self.reply_to(self.hx_lock_send(handle, op, ltype, start, length, flags))
+        if r.type == FXP_EXTENDED_REPLY:
+            rd = Reader(r.payload)
+            r.extra = {"type": rd.u32(), "start": rd.u64(), "len": rd.u64(), "pid": rd.u32()}
+        return r
+
+    def hx_fallocate(self, handle, mode, offset, length):
+        return self._hx("fallocate@hashi", sstr(handle) + u32(mode) + u64(offset) + u64(length))
+
+    def hx_lseek(self, handle, offset, whence):
+        return self._hx("lseek@hashi", sstr(handle) + u64(offset) + u32(whence),
+                        lambda r: r.u64())
 
 
 def query_requests(binary):
