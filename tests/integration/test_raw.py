@@ -19,7 +19,7 @@ from sftpwire import (
     FXP_FSETSTAT, FXP_FSTAT, FXP_HANDLE, FXP_LSTAT, FXP_MKDIR, FXP_NAME,
     FXP_OPEN, FXP_OPENDIR, FXP_READ, FXP_READDIR, FXP_READLINK, FXP_REALPATH,
     FXP_REMOVE, FXP_RENAME, FXP_RMDIR, FXP_SETSTAT, FXP_STAT, FXP_STATUS,
-    FXP_SYMLINK, FXP_WRITE, MAX_MSG_LENGTH, MAX_READ_LENGTH, ServerClosed,
+    FXP_SYMLINK, FXP_WRITE, HASHI_EXTENSIONS, MAX_MSG_LENGTH, MAX_READ_LENGTH, ServerClosed,
     SFTPWire, is_openssh, reachable_by_others, spawn, sstr, u32, u64, u8,
 )
 
@@ -77,15 +77,17 @@ def test_unknown_extension(conn):
     stat_ok(conn)
 
 
-def test_version_advertises_all_extensions(conn):
+def test_version_advertises_all_extensions(conn, server_path):
+    """OpenSSH's extensions in OpenSSH's order; ours (PROTOCOL.hashi) after them."""
     assert conn.version_reply.version == 3
+    hashi = [] if is_openssh(server_path) else [(n, "1") for n in HASHI_EXTENSIONS]
     assert conn.version_reply.extension_list == [
         ("posix-rename@openssh.com", "1"), ("statvfs@openssh.com", "2"),
         ("fstatvfs@openssh.com", "2"), ("hardlink@openssh.com", "1"),
         ("fsync@openssh.com", "1"), ("lsetstat@openssh.com", "1"),
         ("limits@openssh.com", "1"), ("expand-path@openssh.com", "1"),
         ("copy-data", "1"), ("home-directory", "1"),
-        ("users-groups-by-id@openssh.com", "1")]
+        ("users-groups-by-id@openssh.com", "1")] + hashi
 
 
 def test_init_version_2_status_without_message(server_path, workdir):
