@@ -7,6 +7,15 @@
 
 #define NSEC_PER_SEC 1000000000u
 
+/* The wire's mask bits are statx's (PROTOCOL.hashi says so). */
+_Static_assert(HATTR_TYPE == STATX_TYPE && HATTR_MODE == STATX_MODE &&
+		       HATTR_NLINK == STATX_NLINK && HATTR_UID == STATX_UID &&
+		       HATTR_GID == STATX_GID && HATTR_ATIME == STATX_ATIME &&
+		       HATTR_MTIME == STATX_MTIME && HATTR_CTIME == STATX_CTIME &&
+		       HATTR_INO == STATX_INO && HATTR_SIZE == STATX_SIZE &&
+		       HATTR_BLOCKS == STATX_BLOCKS && HATTR_BTIME == STATX_BTIME,
+	       "HATTR_* bits are STATX_* bits");
+
 static int put_time(struct wire_buf *b, const struct hattrs_time *t)
 {
 	int err;
@@ -88,17 +97,9 @@ static void time_from_statx(const struct statx_timestamp *t, struct hattrs_time 
 
 void hattrs_from_statx(const struct statx *sx, struct hattrs *a)
 {
-	static const struct { uint32_t stx, hattr; } bits[] = {
-		{ STATX_TYPE, HATTR_TYPE }, { STATX_MODE, HATTR_MODE }, { STATX_NLINK, HATTR_NLINK },
-		{ STATX_UID, HATTR_UID }, { STATX_GID, HATTR_GID }, { STATX_ATIME, HATTR_ATIME },
-		{ STATX_MTIME, HATTR_MTIME }, { STATX_CTIME, HATTR_CTIME }, { STATX_INO, HATTR_INO },
-		{ STATX_SIZE, HATTR_SIZE }, { STATX_BLOCKS, HATTR_BLOCKS }, { STATX_BTIME, HATTR_BTIME },
-	};
 	memset(a, 0, sizeof(*a));
-	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
-		if (sx->stx_mask & bits[i].stx)
-			a->mask |= bits[i].hattr;
-	a->mask |= HATTR_DEV | HATTR_BLKSIZE; /* statx always fills these */
+	/* The same bits; dev, rdev and blksize statx always fills. */
+	a->mask = (sx->stx_mask & (STATX_BASIC_STATS | STATX_BTIME)) | HATTR_DEV | HATTR_BLKSIZE;
 	a->mode = sx->stx_mode;
 	a->nlink = sx->stx_nlink;
 	a->uid = sx->stx_uid;
