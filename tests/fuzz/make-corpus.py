@@ -5,7 +5,8 @@
 
 Small hand-made inputs, valid and slightly broken: for fuzz-server one file
 per core request and per extension (plus sessions, framing errors and the
-playground's special files), for fuzz-attrs ATTRS encodings, for fuzz-wire
+playground's special files), for fuzz-attrs ATTRS encodings, for
+fuzz-hattrs hashi's full-attributes blocks (PROTOCOL.hashi), for fuzz-wire
 little reader/writer programs; for the client side (fuse/) fuzz-client
 server streams (VERSION and replies: good, wrong, short, out of order),
 fuzz-knownhosts known_hosts files (plain, hashed, wildcard, negated,
@@ -288,11 +289,98 @@ def server_corpus():
                      path_req(STAT, 3, "/file")], header=DENYLIST)
     add("allowlist", [path_req(STAT, 1, "/file"), path_req(MKDIR, 2, "/x"), ext(3, "limits@openssh.com")],
         header=ALLOWLIST)
+    # --- hashi's extensions (man/PROTOCOL.hashi) ---------------------------
+    NONE = 0xFFFFFFFF
+    add("hx-errno", [ext(1, "errno@hashi", u32(1)), path_req(RMDIR, 2, "/dir"), path_req(STAT, 3, "/loop"),
+                     ext(4, "errno@hashi", u32(0)), path_req(RMDIR, 5, "/dir")])
+    add("hx-stat", [ext(1, "stat@hashi", s("/link") + u32(0)), ext(2, "stat@hashi", s("/link") + u32(2)),
+                    open_(3, "/file"), ext(4, "stat@hashi", H1 + u32(1)),
+                    ext(5, "stat@hashi", s(b"\0\0\0\0\0\0\0\9") + u32(1)),
+                    ext(6, "stat@hashi", s("/file") + u32(0x100))])
+    add("hx-readdir", [path_req(OPENDIR, 1, "/dir"), ext(2, "readdir@hashi", H1),
+                       ext(3, "readdir@hashi", H1), req(READDIR, 4, H1), close(5, H1)])
+    add("hx-setstat", [ext(1, "setstat@hashi", s("/file") + u32(0) + hsetattr(0x3F, 0o640, 1, 2, 3,
+                                                                            (5, 6), (-7, 999999999))),
+                       ext(2, "setstat@hashi", s("/link") + u32(2) + hsetattr(0xD0, atime=(1, 2))),
+                       ext(3, "setstat@hashi", s("/file") + u32(0) + hsetattr(0x20, mtime=(0, 10**9))),
+                       ext(4, "setstat@hashi", s("/file") + u32(0) + hsetattr(0x100))])
+    add("hx-open", [ext(1, "open@hashi", s("/dir/new") + u32(F_WRITE | F_CREAT | 0x100) + u32(0o6755)
+                        + u32(NONE) + u32(0)),
+                    ext(2, "open@hashi", s("/file") + u32(F_READ | 0x80000000) + u32(0) + u32(NONE) + u32(NONE)),
+                    write(3, H1, 0, b"hello"), ext(4, "stat@hashi", H1 + u32(1)), close(5, H1)])
+    add("hx-mknod", [ext(1, "mknod@hashi", s("/dir/p") + u32(0o10644) + u32(0) + u32(0) + u32(NONE)
+                         + u32(NONE) + s("")),
+                     ext(2, "mknod@hashi", s("/dir/l") + u32(0o120777) + u32(0) + u32(0) + u32(1) + u32(1)
+                         + s("/file")),
+                     ext(3, "mknod@hashi", s("/dir/d") + u32(0o42775) + u32(0) + u32(0) + u32(NONE)
+                         + u32(NONE) + s("")),
+                     ext(4, "mknod@hashi", s("/dir/c") + u32(0o20666) + u32(1) + u32(3) + u32(NONE)
+                         + u32(NONE) + s(""))])
+    add("hx-xattr", [ext(1, "setxattr@hashi", s("/file") + u32(0) + s("user.a") + s(b"v\0v") + u32(1)),
+                     ext(2, "getxattr@hashi", s("/file") + u32(0) + s("user.a")),
+                     ext(3, "listxattr@hashi", s("/file") + u32(0)),
+                     ext(4, "removexattr@hashi", s("/file") + u32(0) + s("user.a")),
+                     ext(5, "getxattr@hashi", s("/link") + u32(2) + s("user.a")),
+                     ext(6, "setxattr@hashi", s("/file") + u32(0) + s("user.a") + s(b"") + u32(7))])
+    add("hx-lock", [open_(1, "/file", F_READ | F_WRITE), open_(2, "/file", F_READ | F_WRITE),
+                    ext(3, "lock@hashi", H1 + u32(1) + u32(0) + u32(1) + u64(0) + u64(0)),
+                    ext(4, "lock@hashi", H2 + u32(0) + u32(0) + u32(1) + u64(0) + u64(10)),
+                    ext(5, "lock@hashi", H2 + u32(1) + u32(1) + u32(1) + u64(0) + u64(10)),
+                    ext(6, "lock@hashi", H2 + u32(2) + u32(1) + u32(0) + u64(0) + u64(0)),
+                    ext(7, "lock@hashi", H2 + u32(3) + u32(0) + u32(0) + u64(0) + u64(0)),
+                    ext(8, "lock@hashi", H1 + u32(1) + u32(0) + u32(2) + u64(0) + u64(0)),
+                    close(9, H1), close(10, H2)])
+    add("hx-fallocate-lseek", [open_(1, "/sparse", F_READ | F_WRITE),
+                               ext(2, "fallocate@hashi", H1 + u32(0x03) + u64(0) + u64(4096)),
+                               ext(3, "fallocate@hashi", H1 + u32(0x10) + u64(1 << 20) + u64(8192)),
+                               ext(4, "lseek@hashi", H1 + u64(0) + u32(3)),
+                               ext(5, "lseek@hashi", H1 + u64(0) + u32(4)),
+                               ext(6, "lseek@hashi", H1 + u64(1 << 62) + u32(3)), close(7, H1)])
+    add("hx-readonly", [ext(1, "setstat@hashi", s("/file") + u32(0) + hsetattr(1, 0o600)),
+                        ext(2, "open@hashi", s("/file") + u32(F_WRITE) + u32(0) + u32(NONE) + u32(NONE)),
+                        ext(3, "stat@hashi", s("/file") + u32(0))], header=READONLY)
     # fuzz-server sets RLIMIT_NOFILE to 128: the server allows 112 handles
     add("handles-full", [open_(i, "/file") for i in range(1, 116)] +
         [close(200, H(5, 6)), open_(201, "/file"), path_req(OPENDIR, 202, "/dir"),
          ext(203, "limits@openssh.com")])
     return c
+
+
+def hsetattr(valid, mode=0, uid=0, gid=0, size=0, atime=(0, 0), mtime=(0, 0)):
+    """setstat@hashi's attribute block."""
+    return (u32(valid) + u32(mode) + u32(uid) + u32(gid) + u64(size)
+            + u64(atime[0]) + u32(atime[1]) + u64(mtime[0]) + u32(mtime[1]))
+
+
+def hattrs(mask=0x3FFF, mode=0o100644, nlink=1, uid=0, gid=0, blksize=4096, ino=2, size=0, blocks=0,
+           dev=(8, 1), rdev=(0, 0), times=((1, 2), (3, 4), (5, 6), (7, 8)), extra=b""):
+    """hashi's full-attributes string (HATTRS_V1_LEN bytes, plus extra)."""
+    b = u32(mask) + u32(mode) + u32(nlink) + u32(uid) + u32(gid) + u32(blksize)
+    b += u64(ino) + u64(size) + u64(blocks) + u32(dev[0]) + u32(dev[1]) + u32(rdev[0]) + u32(rdev[1])
+    for sec, nsec in times:
+        b += u64(sec) + u32(nsec)
+    return s(b + extra)
+
+
+def hattrs_corpus():
+    """fuzz-hattrs: readdir@hashi-like replies (count, then name and
+    hattrs), which also serve as hsetattr blocks from their first bytes."""
+    one = hattrs()
+    return {
+        "one": u32(1) + s("file") + one,
+        "two": u32(2) + s(".") + hattrs(mode=0o40755, nlink=5) + s("dev") + hattrs(mode=0o20666,
+                                                                               rdev=(1, 3)),
+        "negative-times": u32(1) + s("old") + hattrs(times=((-1, 999999999), (-(1 << 63), 0),
+                                                            ((1 << 63) - 1, 0), (0, 0))),
+        "nsec-too-big": u32(1) + s("x") + hattrs(times=((0, 1000000000), (0, 0), (0, 0), (0, 0))),
+        "longer-v2": u32(1) + s("x") + hattrs(extra=b"later fields"),
+        "shorter": u32(1) + s("x") + s(b"\0" * 100),
+        "past-end": u32(1) + s("x") + u32(112) + b"\0" * 50,
+        "count-too-big": u32(0xFFFFFFFF) + s("x") + one,
+        "hsetattr": hsetattr(0xFF, 0o644, 1, 2, 3, (4, 5), (6, 7)),
+        "hsetattr-bad-nsec": hsetattr(0x10, atime=(0, 1 << 31)),
+        "empty": b"",
+    }
 
 
 def attrs_corpus():
@@ -1004,7 +1092,10 @@ def write_dict(path):
     words = ["posix-rename@openssh.com", "statvfs@openssh.com", "fstatvfs@openssh.com",
              "hardlink@openssh.com", "fsync@openssh.com", "lsetstat@openssh.com",
              "limits@openssh.com", "expand-path@openssh.com", "copy-data", "home-directory",
-             "users-groups-by-id@openssh.com", "/file", "/big", "/sparse", "/empty", "/ro", "/noperm",
+             "users-groups-by-id@openssh.com", "errno@hashi", "stat@hashi", "readdir@hashi",
+             "setstat@hashi", "open@hashi", "mknod@hashi", "getxattr@hashi", "setxattr@hashi",
+             "listxattr@hashi", "removexattr@hashi", "lock@hashi", "fallocate@hashi", "lseek@hashi",
+             "user.a", "/file", "/big", "/sparse", "/empty", "/ro", "/noperm",
              "/script", "/dir", "/dir/a", "/dir/sub", "/emptydir", "/sticky", "/home/fuzz", "/link",
              "/dirlink", "/abslink", "/uplink", "/dangling", "/loop", "/hardlink", "/fifo", "/etc/passwd",
              "~", "~/", "~fuzz", "~root/", "..", ".", "fuzz", "root"]
@@ -1027,7 +1118,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(here, "corpus"), help="corpus root directory")
     args = ap.parse_args()
-    corpora = {"fuzz-server": server_corpus(), "fuzz-attrs": attrs_corpus(), "fuzz-wire": wire_corpus(),
+    corpora = {"fuzz-server": server_corpus(), "fuzz-attrs": attrs_corpus(), "fuzz-hattrs": hattrs_corpus(),
+               "fuzz-wire": wire_corpus(),
                "fuzz-client": client_corpus(), "fuzz-knownhosts": knownhosts_corpus(),
                "fuzz-sshconfig": sshconfig_corpus()}
     for target, files in corpora.items():
