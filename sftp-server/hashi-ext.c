@@ -830,7 +830,8 @@ static int hx_lock(struct server *s, uint32_t id, struct wire_reader *r)
 	case HASHI_LOCK_SET:
 	case HASHI_LOCK_FLOCK:
 		e = lock_try(h->fd, op, &fl, flock_op);
-		if (e == EAGAIN && (flags & HASHI_LOCK_WAIT) && type != HASHI_LOCK_UNLCK) {
+		if (e == EAGAIN && (flags & HASHI_LOCK_WAIT) && type != HASHI_LOCK_UNLCK &&
+		    server_loop_running(s)) {
 			add_waiter(s, id, h, op, &fl, flock_op);
 			return 0;
 		}

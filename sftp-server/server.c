@@ -61,6 +61,7 @@ struct server {
 	struct name_cache_entry users[NAME_CACHE_SIZE], groups[NAME_CACHE_SIZE];
 	time_t now;
 	bool errno_ext;               /* errno@hashi is on */
+	bool looping;                 /* in server_run */
 	struct hashi_ext *hx;
 };
 
@@ -301,6 +302,7 @@ struct handle_table *server_handles(struct server *s) { return &s->handles; }
 struct wire_buf *server_out(struct server *s) { return &s->out; }
 struct hashi_ext **server_hashi_ext(struct server *s) { return &s->hx; }
 void server_set_errno_ext(struct server *s, bool on) { s->errno_ext = on; }
+bool server_loop_running(const struct server *s) { return s->looping; }
 
 /* -P / -p lists: comma-separated names, matched exactly (as OpenSSH's match_list). */
 static bool name_in_list(const char *name, const char *list)
@@ -794,6 +796,7 @@ int server_run(struct server *s, int in, int out)
 	enlarge_buffer(in, false);
 	enlarge_buffer(out, true);
 	s->zero_copy = true;
+	s->looping = true;
 
 	if ((fl = fcntl(in, F_GETFL)) >= 0)
 		fcntl(in, F_SETFL, fl | O_NONBLOCK);

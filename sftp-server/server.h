@@ -116,6 +116,10 @@ int server_get_handle(struct server *s, struct wire_reader *r, int kind, struct 
  * (and fd closed) when the table is full. */
 struct handle *server_add_file_handle(struct server *s, const char *name, int fd, int flags);
 
+/* True inside server_run: its loop retries requests that wait. Under
+ * server_feed alone nothing would, so a request must not wait there. */
+bool server_loop_running(const struct server *s);
+
 /* hashi-ext.c's state in the server: requests that wait (lock@hashi with
  * HASHI_LOCK_WAIT). The loop polls at most hashi_ext_timeout() ms (-1: no
  * limit) and then calls hashi_ext_retry(). */

@@ -25,7 +25,8 @@
  * Beyond the sanitizers, the replies are checked against a model of the
  * request stream: every request after INIT gets exactly one reply, in order,
  * with its id, of a type that request may get, well formed, with nothing
- * after it; server_feed() returns -1 exactly when the stream must end the
+ * after it (a failure STATUS may end in an errno once errno@hashi is on);
+ * server_feed() returns -1 exactly when the stream must end the
  * session (a zero-length packet, a request before INIT, a packet too short
  * for an id, a length over 256 KiB).
  */
@@ -40,6 +41,7 @@
 
 #include "attrs.h"
 #include "fuzz-jail.h"
+#include "hattrs.h"
 #include "log.h"
 #include "server.h"
 #include "sftp-proto.h"
@@ -77,6 +79,10 @@ enum ext {
 	EXT_NONE, EXT_UNKNOWN, EXT_POSIX_RENAME, EXT_STATVFS, EXT_FSTATVFS, EXT_HARDLINK,
 	EXT_FSYNC, EXT_LSETSTAT, EXT_LIMITS, EXT_EXPAND_PATH, EXT_COPY_DATA, EXT_HOME_DIR,
 	EXT_USERS_GROUPS,
+	/* hashi's own (man/PROTOCOL.hashi) */
+	EXT_HX_ERRNO, EXT_HX_STAT, EXT_HX_READDIR, EXT_HX_SETSTAT, EXT_HX_OPEN, EXT_HX_MKNOD,
+	EXT_HX_GETXATTR, EXT_HX_SETXATTR, EXT_HX_LISTXATTR, EXT_HX_REMOVEXATTR, EXT_HX_LOCK,
+	EXT_HX_FALLOCATE, EXT_HX_LSEEK,
 };
 
 static const struct {
@@ -89,6 +95,13 @@ static const struct {
 	{ SFTP_EXT_LIMITS, EXT_LIMITS }, { SFTP_EXT_EXPAND_PATH, EXT_EXPAND_PATH },
 	{ SFTP_EXT_COPY_DATA, EXT_COPY_DATA }, { SFTP_EXT_HOME_DIR, EXT_HOME_DIR },
 	{ SFTP_EXT_USERS_GROUPS, EXT_USERS_GROUPS },
+	{ SFTP_EXT_HASHI_ERRNO, EXT_HX_ERRNO }, { SFTP_EXT_HASHI_STAT, EXT_HX_STAT },
+	{ SFTP_EXT_HASHI_READDIR, EXT_HX_READDIR }, { SFTP_EXT_HASHI_SETSTAT, EXT_HX_SETSTAT },
+	{ SFTP_EXT_HASHI_OPEN, EXT_HX_OPEN }, { SFTP_EXT_HASHI_MKNOD, EXT_HX_MKNOD },
+	{ SFTP_EXT_HASHI_GETXATTR, EXT_HX_GETXATTR }, { SFTP_EXT_HASHI_SETXATTR, EXT_HX_SETXATTR },
+	{ SFTP_EXT_HASHI_LISTXATTR, EXT_HX_LISTXATTR },
+	{ SFTP_EXT_HASHI_REMOVEXATTR, EXT_HX_REMOVEXATTR }, { SFTP_EXT_HASHI_LOCK, EXT_HX_LOCK },
+	{ SFTP_EXT_HASHI_FALLOCATE, EXT_HX_FALLOCATE }, { SFTP_EXT_HASHI_LSEEK, EXT_HX_LSEEK },
 };
 
 struct expect {
@@ -102,6 +115,8 @@ struct expect {
 	uint32_t nuids, ngids;
 	uint32_t version;   /* the client's, as of this request (STATUS has
 			     * no message before version 3) */
+	bool have_arg;      /* errno@hashi: its argument */
+	uint32_t arg;
 };
 
 static void describe_request(const uint8_t *pkt, uint32_t len, struct expect *e)
@@ -127,6 +142,8 @@ static void describe_request(const uint8_t *pkt, uint32_t len, struct expect *e)
 		for (size_t i = 0; i < sizeof(ext_names) / sizeof(ext_names[0]); i++)
 			if (strlen(ext_names[i].name) == nl && memcmp(ext_names[i].name, name, nl) == 0)
 				e->ext = ext_names[i].ext;
+		if (e->ext == EXT_HX_ERRNO && wire_get_u32(&r, &e->arg) == WIRE_OK)
+			e->have_arg = true;
 		if (e->ext == EXT_USERS_GROUPS) {
 			struct wire_reader u, g;
 			if (wire_get_sub(&r, &u) == WIRE_OK && wire_get_sub(&r, &g) == WIRE_OK) {
@@ -166,6 +183,15 @@ static void allowed_replies(const struct expect *e, uint8_t out[2])
 		case EXT_FSTATVFS:
 		case EXT_LIMITS:
 		case EXT_USERS_GROUPS:
+		case EXT_HX_STAT:
+		case EXT_HX_READDIR:
+		case EXT_HX_SETSTAT:
+		case EXT_HX_OPEN:
+		case EXT_HX_MKNOD:
+		case EXT_HX_GETXATTR:
+		case EXT_HX_LISTXATTR:
+		case EXT_HX_LOCK:
+		case EXT_HX_LSEEK:
 			out[0] = SSH_FXP_EXTENDED_REPLY;
 			break;
 		case EXT_EXPAND_PATH:
@@ -213,7 +239,69 @@ static void check_version(struct wire_reader *r)
 	}
 }
 
-static void check_reply(const uint8_t *pkt, uint32_t len, const struct expect *e)
+static void check_hattrs(struct wire_reader *r)
+{
+	struct hattrs a;
+	CHECK(hattrs_get(r, &a) == WIRE_OK);
+	CHECK(a.mask & HATTR_TYPE);
+}
+
+/* hashi's replies (PROTOCOL.hashi). */
+static void check_hashi_reply(struct wire_reader *r, const struct expect *e)
+{
+	switch (e->ext) {
+	case EXT_HX_STAT:
+	case EXT_HX_SETSTAT:
+	case EXT_HX_MKNOD:
+		check_hattrs(r);
+		break;
+	case EXT_HX_OPEN: {
+		const uint8_t *h;
+		uint32_t hl;
+		CHECK(wire_get_string(r, &h, &hl) == WIRE_OK && hl == HANDLE_STRING_LEN);
+		check_hattrs(r);
+		break;
+	}
+	case EXT_HX_READDIR: {
+		uint32_t count;
+		CHECK(wire_get_u32(r, &count) == WIRE_OK && count >= 1);
+		for (uint32_t i = 0; i < count; i++) {
+			char *name;
+			CHECK(wire_get_cstring(r, &name, SFTP_MAX_MSG_LENGTH) == WIRE_OK);
+			CHECK(name[0] != '\0' && strchr(name, '/') == NULL);
+			free(name);
+			check_hattrs(r);
+		}
+		break;
+	}
+	case EXT_HX_GETXATTR:
+	case EXT_HX_LISTXATTR: {
+		const uint8_t *v;
+		uint32_t vl;
+		CHECK(wire_get_string(r, &v, &vl) == WIRE_OK && vl <= HASHI_XATTR_MAX);
+		break;
+	}
+	case EXT_HX_LOCK: {
+		uint32_t type, pid;
+		uint64_t start, len;
+		CHECK(wire_get_u32(r, &type) == WIRE_OK && type <= HASHI_LOCK_UNLCK);
+		CHECK(wire_get_u64(r, &start) == WIRE_OK && wire_get_u64(r, &len) == WIRE_OK);
+		CHECK(wire_get_u32(r, &pid) == WIRE_OK);
+		break;
+	}
+	case EXT_HX_LSEEK: {
+		uint64_t off;
+		CHECK(wire_get_u64(r, &off) == WIRE_OK && off <= (uint64_t)INT64_MAX);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* errno_on: errno@hashi is on (a failure STATUS may carry an errno);
+ * updated by the reply to errno@hashi itself. */
+static void check_reply(const uint8_t *pkt, uint32_t len, const struct expect *e, bool *errno_on)
 {
 	struct wire_reader r;
 	uint8_t type;
@@ -249,6 +337,15 @@ static void check_reply(const uint8_t *pkt, uint32_t len, const struct expect *e
 		if (e->version >= 3) {
 			check_string(&r);
 			check_string(&r);
+			if (wire_remaining(&r) == 4) {
+				uint32_t err;
+				CHECK(*errno_on && code != SSH_FX_OK && code != SSH_FX_EOF);
+				CHECK(wire_get_u32(&r, &err) == WIRE_OK && err > 0 && err < 4096);
+			}
+		}
+		if (e->ext == EXT_HX_ERRNO && code == SSH_FX_OK) {
+			CHECK(e->have_arg);
+			*errno_on = e->arg != 0;
 		}
 		break;
 	}
@@ -297,6 +394,7 @@ static void check_reply(const uint8_t *pkt, uint32_t len, const struct expect *e
 		break;
 	}
 	case SSH_FXP_EXTENDED_REPLY:
+		check_hashi_reply(&r, e);
 		if (e->ext == EXT_STATVFS || e->ext == EXT_FSTATVFS) {
 			CHECK(wire_skip(&r, 11 * 8) == WIRE_OK);
 		} else if (e->ext == EXT_LIMITS) {
@@ -340,6 +438,7 @@ struct model {
 	bool init_seen;
 	bool ended;       /* the stream must have ended the session */
 	uint32_t version; /* from the last INIT */
+	bool errno_on;    /* errno@hashi */
 	struct expect *pending;
 	size_t npending, cap, next; /* replies expected: pending[next..npending) */
 };
@@ -400,7 +499,7 @@ static void drain_output(struct server *s, struct model *m)
 			fprintf(stderr, "an unexpected reply of type %u\n", p[4]);
 			CHECK(!"a reply to no request");
 		}
-		check_reply(p + 4, len, &m->pending[m->next]);
+		check_reply(p + 4, len, &m->pending[m->next], &m->errno_on);
 		m->next++;
 		wire_buf_consume(out, 4 + (size_t)len);
 	}
