@@ -534,146 +534,97 @@ static int hx_mknod(struct server *s, uint32_t id, struct wire_reader *r)
 
 /* ------------------------------------------------------------ xattrs */
 
-/* Every xattr request: the target, then what its op reads. */
-static int xattr_name(struct wire_reader *r, char **name)
+enum xattr_op { XATTR_GET, XATTR_LIST, XATTR_SET, XATTR_REMOVE };
+
+/* The f-, l- or plain variant of op's system call, by the target. */
+static ssize_t xattr_call(enum xattr_op op, const struct target *t, const char *name,
+			  const void *value, size_t vlen, int xflags, char *buf, size_t size)
 {
+	int fd = t->h ? t->h->fd : -1;
+	bool nofollow = (t->flags & HASHI_TARGET_NOFOLLOW) != 0;
+	const char *p = t->path;
+	switch (op) {
+	case XATTR_GET:
+		return fd >= 0 ? fgetxattr(fd, name, buf, size)
+		       : nofollow ? lgetxattr(p, name, buf, size) : getxattr(p, name, buf, size);
+	case XATTR_LIST:
+		return fd >= 0 ? flistxattr(fd, buf, size)
+		       : nofollow ? llistxattr(p, buf, size) : listxattr(p, buf, size);
+	case XATTR_SET:
+		return fd >= 0 ? fsetxattr(fd, name, value, vlen, xflags)
+		       : nofollow ? lsetxattr(p, name, value, vlen, xflags)
+				  : setxattr(p, name, value, vlen, xflags);
+	case XATTR_REMOVE:
+		return fd >= 0 ? fremovexattr(fd, name)
+		       : nofollow ? lremovexattr(p, name) : removexattr(p, name);
+	}
+	errno = EINVAL;
+	return -1;
+}
+
+/* Every xattr request: the target, a name (but list), a value and flags
+ * (set). Get and list answer the bytes, set and remove a status. */
+static int xattr_request(struct server *s, uint32_t id, struct wire_reader *r, enum xattr_op op)
+{
+	static char buf[HASHI_XATTR_MAX];
+	static const char *const verbs[] = { "getxattr", "listxattr", "setxattr", "removexattr" };
+	struct target t;
+	char *name = NULL;
+	const uint8_t *value = NULL;
+	uint32_t vlen = 0, xflags = 0;
+	int err = get_target(s, r, &t);
+	if (err)
+		return err;
 	/* Longer names than XATTR_NAME_MAX get the kernel's ERANGE. */
-	return wire_get_cstring(r, name, 4096);
-}
-
-static void send_blob(struct server *s, uint32_t id, const void *data, size_t len)
-{
-	size_t mark = server_reply_begin(s, SSH_FXP_EXTENDED_REPLY, id);
-	put_or_die(wire_put_string(server_out(s), data, len));
-	server_reply_end(s, mark);
-}
-
-static int hx_getxattr(struct server *s, uint32_t id, struct wire_reader *r)
-{
-	static char buf[HASHI_XATTR_MAX];
-	struct target t;
-	char *name;
-	int err = get_target(s, r, &t);
-	if (err)
-		return err;
-	if ((err = xattr_name(r, &name))) {
-		target_free(&t);
-		return err;
-	}
-	log_verbose("getxattr@hashi \"%s\" \"%s\"", t.name, name);
-	ssize_t n = -1;
-	int e = target_check(&t);
-	if (!e) {
-		if (t.h)
-			n = fgetxattr(t.h->fd, name, buf, sizeof(buf));
-		else if (t.flags & HASHI_TARGET_NOFOLLOW)
-			n = lgetxattr(t.path, name, buf, sizeof(buf));
-		else
-			n = getxattr(t.path, name, buf, sizeof(buf));
-		e = n < 0 ? errno : 0;
-	}
-	if (e)
-		server_send_errno(s, id, e);
-	else
-		send_blob(s, id, buf, (size_t)n);
-	free(name);
-	target_free(&t);
-	return 0;
-}
-
-static int hx_listxattr(struct server *s, uint32_t id, struct wire_reader *r)
-{
-	static char buf[HASHI_XATTR_MAX];
-	struct target t;
-	int err = get_target(s, r, &t);
-	if (err)
-		return err;
-	log_verbose("listxattr@hashi \"%s\"", t.name);
-	ssize_t n = -1;
-	int e = target_check(&t);
-	if (!e) {
-		if (t.h)
-			n = flistxattr(t.h->fd, buf, sizeof(buf));
-		else if (t.flags & HASHI_TARGET_NOFOLLOW)
-			n = llistxattr(t.path, buf, sizeof(buf));
-		else
-			n = listxattr(t.path, buf, sizeof(buf));
-		e = n < 0 ? errno : 0;
-	}
-	if (e)
-		server_send_errno(s, id, e);
-	else
-		send_blob(s, id, buf, (size_t)n);
-	target_free(&t);
-	return 0;
-}
-
-static int hx_setxattr(struct server *s, uint32_t id, struct wire_reader *r)
-{
-	struct target t;
-	char *name;
-	const uint8_t *value;
-	uint32_t vlen, xflags;
-	int err = get_target(s, r, &t);
-	if (err)
-		return err;
-	if ((err = xattr_name(r, &name))) {
-		target_free(&t);
-		return err;
-	}
-	if ((err = wire_get_string(r, &value, &vlen)) || (err = wire_get_u32(r, &xflags))) {
+	if ((op != XATTR_LIST && (err = wire_get_cstring(r, &name, 4096))) ||
+	    (op == XATTR_SET &&
+	     ((err = wire_get_string(r, &value, &vlen)) || (err = wire_get_u32(r, &xflags))))) {
 		free(name);
 		target_free(&t);
 		return err;
 	}
-	log_info("setxattr@hashi \"%s\" \"%s\" len %u flags %u", t.name, name, vlen, xflags);
+	bool mutating = op == XATTR_SET || op == XATTR_REMOVE;
+	if (mutating)
+		log_info("%s@hashi \"%s\" \"%s\"", verbs[op], t.name, name);
+	else
+		log_verbose("%s@hashi \"%s\" \"%s\"", verbs[op], t.name, name ? name : "");
 	int e = target_check(&t);
+	/* Our flag values are XATTR_CREATE's and XATTR_REPLACE's. */
 	if (!e && (xflags & ~(uint32_t)(HASHI_XATTR_CREATE | HASHI_XATTR_REPLACE)))
 		e = EINVAL;
-	if (!e) {
-		int ret;
-		int f = (int)xflags; /* XATTR_CREATE and XATTR_REPLACE have our values */
-		if (t.h)
-			ret = fsetxattr(t.h->fd, name, value, vlen, f);
-		else if (t.flags & HASHI_TARGET_NOFOLLOW)
-			ret = lsetxattr(t.path, name, value, vlen, f);
-		else
-			ret = setxattr(t.path, name, value, vlen, f);
-		e = ret < 0 ? errno : 0;
+	ssize_t n = 0;
+	if (!e && (n = xattr_call(op, &t, name, value, vlen, (int)xflags, buf, sizeof(buf))) < 0)
+		e = errno;
+	if (e || mutating) {
+		server_send_errno(s, id, e);
+	} else {
+		size_t mark = server_reply_begin(s, SSH_FXP_EXTENDED_REPLY, id);
+		put_or_die(wire_put_string(server_out(s), buf, (size_t)n));
+		server_reply_end(s, mark);
 	}
-	server_send_errno(s, id, e);
 	free(name);
 	target_free(&t);
 	return 0;
 }
 
+static int hx_getxattr(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	return xattr_request(s, id, r, XATTR_GET);
+}
+
+static int hx_listxattr(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	return xattr_request(s, id, r, XATTR_LIST);
+}
+
+static int hx_setxattr(struct server *s, uint32_t id, struct wire_reader *r)
+{
+	return xattr_request(s, id, r, XATTR_SET);
+}
+
 static int hx_removexattr(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	struct target t;
-	char *name;
-	int err = get_target(s, r, &t);
-	if (err)
-		return err;
-	if ((err = xattr_name(r, &name))) {
-		target_free(&t);
-		return err;
-	}
-	log_info("removexattr@hashi \"%s\" \"%s\"", t.name, name);
-	int e = target_check(&t);
-	if (!e) {
-		int ret;
-		if (t.h)
-			ret = fremovexattr(t.h->fd, name);
-		else if (t.flags & HASHI_TARGET_NOFOLLOW)
-			ret = lremovexattr(t.path, name);
-		else
-			ret = removexattr(t.path, name);
-		e = ret < 0 ? errno : 0;
-	}
-	server_send_errno(s, id, e);
-	free(name);
-	target_free(&t);
-	return 0;
+	return xattr_request(s, id, r, XATTR_REMOVE);
 }
 
 /* ------------------------------------------------------------ locks */
