@@ -526,3 +526,28 @@ def test_fallocate_and_seek_data_hole(c, workdir):
     assert ext_reply(c.hx_lseek(fh, 0, SEEK_DATA)) >= 512 << 10
     fails(c.hx_lseek(fh, 2 << 20, SEEK_DATA), errno.ENXIO)
     fails(c.hx_lseek(fh, 0, 0), errno.EINVAL)
+
+
+# ------------------------------------------------------------ other servers, old clients
+
+@pytest.mark.parametrize("name", HASHI_EXTENSIONS)
+def test_openssh_neither_advertises_nor_serves_them(openssh_server, workdir, name):
+    """What the client's fallback rests on: OpenSSH's server does not list
+    them and answers each with SSH_FX_OP_UNSUPPORTED."""
+    with spawn(openssh_server, workdir) as conn:
+        assert name not in conn.extensions
+        conn.call_extended(name, u32(1)).expect(FX_OP_UNSUPPORTED)
+
+
+def test_errno_field_needs_version_3_and_a_system_error(hashi_server, workdir):
+    with spawn(hashi_server, workdir, "-P", "rmdir") as conn:
+        conn.hx_errno().ok()
+        r = conn.rmdir("d").expect(FX_PERMISSION_DENIED)  # refused: no system error
+        assert r.errno is None
+        r = conn.call_extended("stat@hashi", b"\0").expect(FX_BAD_MESSAGE)
+        assert r.errno is None
+        fails(conn.remove("missing").expect(FX_NO_SUCH_FILE), errno.ENOENT)
+    with spawn(hashi_server, workdir, version=2) as conn:
+        conn.hx_errno().ok()
+        r = conn.remove("missing").expect(FX_NO_SUCH_FILE)
+        assert r.msg is None and r.errno is None and len(r.body) == 8
