@@ -386,14 +386,16 @@ static int open_flags(uint32_t pflags, int *flags)
 	return (pflags & ~known) ? EINVAL : 0;
 }
 
-/* open(2) that says whether it made the file. O_NONBLOCK so that a FIFO or
- * a device cannot stall the session in open(). */
+/* open(2) that, when asked (*created true on entry), says whether it made
+ * the file. O_NONBLOCK so that a FIFO or a device cannot stall the session
+ * in open(). */
 static int open_created(const char *path, int flags, mode_t mode, bool *created)
 {
 	int extra = O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+	bool ask = *created;
 	*created = false;
-	if (!(flags & O_CREAT))
-		return open(path, flags | extra);
+	if (!(flags & O_CREAT) || !ask)
+		return open(path, flags | extra, mode);
 	if (flags & O_EXCL) {
 		int fd = open(path, flags | extra, mode);
 		*created = fd >= 0;
@@ -444,7 +446,7 @@ static int hx_open(struct server *s, uint32_t id, struct wire_reader *r)
 		free(path);
 		return 0;
 	}
-	bool created;
+	bool created = uid != HASHI_ID_NONE || gid != HASHI_ID_NONE; /* worth knowing */
 	mode_t old = umask_off();
 	int fd = open_created(path, flags, (mode_t)(mode & 07777), &created);
 	e = errno;
