@@ -159,7 +159,7 @@ def installed(build_dir, tmp_path_factory):
                        capture_output=True, text=True, check=True)
     opts = {o["name"]: o["value"] for o in json.loads(r.stdout)}
     prefix = Path(opts["prefix"])
-    layout = {k: prefix / opts[k] for k in ("bindir", "sbindir", "libexecdir", "mandir")}
+    layout = {k: prefix / opts[k] for k in ("bindir", "sbindir", "libexecdir", "mandir", "datadir")}
     return dest, prefix, layout
 
 
@@ -186,7 +186,8 @@ def test_install_layout(installed, build_dir):
         resolved = os.path.normpath(os.path.join(str(L["sbindir"]), target))
         assert resolved == str(L["bindir"] / "hashi"), f"{name} -> {target}"
         assert inside(dest, resolved).is_file()
-    for page in (L["mandir"] / "man1" / "hashi.1", L["mandir"] / "man8" / "hashi-sftp-server.8"):
+    for page in (L["mandir"] / "man1" / "hashi.1", L["mandir"] / "man8" / "hashi-sftp-server.8",
+                 L["datadir"] / "doc" / "hashi" / "PROTOCOL.hashi"):
         f = inside(dest, page)
         assert f.is_file(), f"{f} missing"
 
