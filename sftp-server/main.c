@@ -1,5 +1,6 @@
 /* hashi-sftp-server: OpenSSH sftp-server's command line, then server_run(). */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -22,7 +23,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: %s [-ehR] [-d start_directory] [-f log_facility] [-l log_level]\n"
-		"\t[-P denied_requests] [-p allowed_requests] [-u umask]\n"
+		"\t[-P denied_requests] [-p allowed_requests] [-r root_directory]\n"
+		"\t[-u umask]\n"
 		"       %s -Q protocol_feature\n",
 		progname, progname);
 	exit(1);
@@ -101,8 +103,12 @@ int main(int argc, char **argv)
 	int facility = LOG_AUTH;
 	bool log_stderr = false, skipargs = false;
 	struct server_opts opts = { 0 };
-	char *start_dir = NULL;
+	char *start_dir = NULL, *root_dir = NULL;
 	int ch;
+	static const struct option longopts[] = {
+		{ "root", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
 
 	if (argv[0] && strrchr(argv[0], '/'))
 		progname = strrchr(argv[0], '/') + 1;
@@ -120,7 +126,8 @@ int main(int argc, char **argv)
 	pw.pw_dir = strdup(pwent->pw_dir);
 
 	opterr = 0; /* as OpenSSH: the usage text says it all */
-	while (!skipargs && (ch = getopt(argc, argv, "d:f:l:P:p:Q:u:cehR")) != -1) {
+	while (!skipargs &&
+	       (ch = getopt_long(argc, argv, "d:f:l:P:p:Q:r:u:cehR", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'Q':
 			if (strcasecmp(optarg, "requests") != 0) {
@@ -156,10 +163,12 @@ int main(int argc, char **argv)
 				exit(1);
 			}
 			break;
-		case 'd': {
+		case 'd':
+		case 'r': {
 			char *t = tilde_expand(optarg, &pw);
-			free(start_dir);
-			start_dir = percent_expand(t, &pw);
+			char **dst = ch == 'd' ? &start_dir : &root_dir;
+			free(*dst);
+			*dst = percent_expand(t, &pw);
 			free(t);
 			break;
 		}
@@ -214,9 +223,28 @@ int main(int argc, char **argv)
 	opts.uid = pw.pw_uid;
 	opts.client_addr = client_addr;
 
+	struct paths *paths = NULL;
+	if (root_dir) {
+		/* Every path resolved beneath it by the kernel (paths.h); -d
+		 * names a directory inside it. */
+		paths = paths_new_root(root_dir, start_dir);
+		if (!paths) {
+			int e = errno;
+			const char *why = e == ENOSYS ? " (openat2 needs Linux 5.6 or later)" : "";
+			fprintf(stderr, "%s: root directory \"%s\": %s%s\n", progname, root_dir,
+				strerror(e), why);
+			log_error("root directory \"%s\": %s%s", root_dir, strerror(e), why);
+			return 1;
+		}
+		opts.paths = paths;
+	}
 	log_info("session opened for local user %s from [%s]", opts.user, opts.client_addr);
-	if (start_dir && chdir(start_dir) != 0)
+	if (paths) {
+		if (fchdir(paths_start_fd(paths)) != 0)
+			log_error("chdir to root failed: %s", strerror(errno));
+	} else if (start_dir && chdir(start_dir) != 0) {
 		log_error("chdir to \"%s\" failed: %s", start_dir, strerror(errno));
+	}
 
 	struct server *s = server_new(&opts);
 	if (!s)
@@ -224,7 +252,9 @@ int main(int argc, char **argv)
 	int status = server_run(s, STDIN_FILENO, STDOUT_FILENO);
 	server_log_close(s);
 	server_free(s);
+	paths_free(paths);
 	free(start_dir);
+	free(root_dir);
 	free(client_addr);
 	free(pw.pw_name);
 	free(pw.pw_dir);
