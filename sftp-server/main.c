@@ -1,6 +1,7 @@
 /* hashi-sftp-server: OpenSSH sftp-server's command line, then server_run(). */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -15,16 +16,18 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "server.h"
 
 static const char *progname = "hashi-sftp-server";
 
+/* OpenSSH's usage text, word for word; -r/--root and --no-sandbox are
+ * described in hashi-sftp-server(8). */
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: %s [-ehR] [-d start_directory] [-f log_facility] [-l log_level]\n"
-		"\t[-P denied_requests] [-p allowed_requests] [-r root_directory]\n"
-		"\t[-u umask]\n"
+		"\t[-P denied_requests] [-p allowed_requests] [-u umask]\n"
 		"       %s -Q protocol_feature\n",
 		progname, progname);
 	exit(1);
@@ -101,12 +104,13 @@ int main(int argc, char **argv)
 {
 	enum log_level level = LOGL_ERROR;
 	int facility = LOG_AUTH;
-	bool log_stderr = false, skipargs = false;
+	bool log_stderr = false, skipargs = false, sandbox = true;
 	struct server_opts opts = { 0 };
 	char *start_dir = NULL, *root_dir = NULL;
 	int ch;
 	static const struct option longopts[] = {
 		{ "root", required_argument, NULL, 'r' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 
@@ -141,6 +145,9 @@ int main(int argc, char **argv)
 			exit(0);
 		case 'R':
 			opts.readonly = true;
+			break;
+		case 'S':
+			sandbox = false;
 			break;
 		case 'c':
 			/* Invoked as a shell ("sftp-server -c command"): ignore the rest. */
@@ -249,6 +256,14 @@ int main(int argc, char **argv)
 	struct server *s = server_new(&opts);
 	if (!s)
 		log_fatal("out of memory");
+	if (sandbox) {
+		/* What the sandbox would refuse later: connect to syslog, load
+		 * the user database's modules. */
+		log_open_now();
+		getgrgid(getgid());
+		struct sandbox_opts so = { .readonly = opts.readonly, .root = paths_root_dir(paths) };
+		sandbox_enter(&so);
+	}
 	int status = server_run(s, STDIN_FILENO, STDOUT_FILENO);
 	server_log_close(s);
 	server_free(s);
