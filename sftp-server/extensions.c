@@ -332,6 +332,13 @@ static int ext_copy_data(struct server *s, uint32_t id, struct wire_reader *r)
 		server_send_status(s, id, SSH_FX_FAILURE);
 		return 0;
 	}
+	/* Checked here, before anything is read: a handle opened for reading
+	 * is never written through (EBADF, as OpenSSH's write would say). */
+	if ((wh->flags & O_ACCMODE) == O_RDONLY) {
+		log_error("copy-data: \"%s\" is not open for writing", wh->name);
+		server_send_errno(s, id, EBADF);
+		return 0;
+	}
 	if (fstat(rh->fd, &rst) < 0 || fstat(wh->fd, &wst) < 0) {
 		server_send_errno(s, id, errno);
 		return 0;
