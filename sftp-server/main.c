@@ -238,9 +238,16 @@ int main(int argc, char **argv)
 		if (!paths) {
 			int e = errno;
 			const char *why = e == ENOSYS ? " (openat2 needs Linux 5.6 or later)" : "";
-			fprintf(stderr, "%s: root directory \"%s\": %s%s\n", progname, root_dir,
-				strerror(e), why);
+			/* One line on stderr, whether the log goes there or not. */
+			if (!log_stderr)
+				fprintf(stderr, "%s: root directory \"%s\": %s%s\n", progname,
+					root_dir, strerror(e), why);
 			log_error("root directory \"%s\": %s%s", root_dir, strerror(e), why);
+			free(start_dir);
+			free(root_dir);
+			free(client_addr);
+			free(pw.pw_name);
+			free(pw.pw_dir);
 			return 1;
 		}
 		opts.paths = paths;
