@@ -116,6 +116,14 @@ static void log_write(enum log_level level, const char *fmt, va_list ap)
 	}
 }
 
+void log_open_now(void)
+{
+	if (!log_stderr && !log_opened) {
+		openlog(log_progname, LOG_PID | LOG_NDELAY, log_facility);
+		log_opened = true;
+	}
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	if (!log_enabled(level))

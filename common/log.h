@@ -47,6 +47,10 @@ void log_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * with every new step. */
 unsigned log_progress_get(char *buf, size_t size);
 
+/* Connect to syslog now (when logging there), not at the first message:
+ * before a sandbox that forbids making sockets. */
+void log_open_now(void);
+
 /* True when a message at this level would be written (skip costly formatting). */
 bool log_enabled(enum log_level level);
 

@@ -19,9 +19,14 @@
 /* A users-groups-by-id reply larger than this is refused (SSH_FX_FAILURE). */
 #define MAX_NAMES_REPLY (4 * 1024 * 1024)
 
+static int do_rename(const struct spath *o, const struct spath *n)
+{
+	return renameat(o->dirfd, o->name, n->dirfd, n->name);
+}
+
 static int ext_posix_rename(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	return server_path2_op(s, id, r, "posix-rename", rename);
+	return server_path2_op(s, id, r, "posix-rename", false, do_rename);
 }
 
 static void send_statvfs(struct server *s, uint32_t id, const struct statvfs *st)
@@ -46,10 +51,16 @@ static int ext_statvfs(struct server *s, uint32_t id, struct wire_reader *r)
 	if (err)
 		return err;
 	log_info("statvfs \"%s\"", path);
-	if (statvfs(path, &st) < 0)
+	struct spath sp;
+	if (paths_resolve(server_paths(s), path, PATHS_FOLLOW, &sp) < 0) {
 		server_send_errno(s, id, errno);
-	else
-		send_statvfs(s, id, &st);
+	} else {
+		if (statvfs(sp.name, &st) < 0)
+			server_send_errno(s, id, errno);
+		else
+			send_statvfs(s, id, &st);
+		spath_done(&sp);
+	}
 	free(path);
 	return 0;
 }
@@ -71,9 +82,14 @@ static int ext_fstatvfs(struct server *s, uint32_t id, struct wire_reader *r)
 	return 0;
 }
 
+static int do_link(const struct spath *o, const struct spath *n)
+{
+	return linkat(o->dirfd, o->name, n->dirfd, n->name, 0);
+}
+
 static int ext_hardlink(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	return server_path2_op(s, id, r, "hardlink", link);
+	return server_path2_op(s, id, r, "hardlink", false, do_link);
 }
 
 static int ext_fsync(struct server *s, uint32_t id, struct wire_reader *r)
@@ -109,23 +125,30 @@ static int ext_lsetstat(struct server *s, uint32_t id, struct wire_reader *r)
 		free(name);
 		return 0;
 	}
+	struct spath sp;
+	if (paths_resolve(server_paths(s), name, PATHS_LAST, &sp) < 0) {
+		server_send_errno(s, id, errno);
+		free(name);
+		return 0;
+	}
 	if (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) {
 		log_info("set \"%s\" mode %04o", name, a.perm);
-		if (fchmodat(AT_FDCWD, name, a.perm & 07777, AT_SYMLINK_NOFOLLOW) < 0)
+		if (fchmodat(sp.dirfd, sp.name, a.perm & 07777, AT_SYMLINK_NOFOLLOW) < 0)
 			status = attrs_errno_to_status(errno);
 	}
 	if (a.flags & SSH_FILEXFER_ATTR_ACMODTIME) {
 		struct timespec ts[2] = { { .tv_sec = (time_t)a.atime }, { .tv_sec = (time_t)a.mtime } };
 		server_log_modtime(name, a.mtime);
-		if (utimensat(AT_FDCWD, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		if (utimensat(sp.dirfd, sp.name, ts, AT_SYMLINK_NOFOLLOW) < 0)
 			status = attrs_errno_to_status(errno);
 	}
 	if (a.flags & SSH_FILEXFER_ATTR_UIDGID) {
 		log_info("set \"%s\" owner %lu group %lu", name, (unsigned long)a.uid,
 			 (unsigned long)a.gid);
-		if (fchownat(AT_FDCWD, name, a.uid, a.gid, AT_SYMLINK_NOFOLLOW) < 0)
+		if (fchownat(sp.dirfd, sp.name, a.uid, a.gid, AT_SYMLINK_NOFOLLOW) < 0)
 			status = attrs_errno_to_status(errno);
 	}
+	spath_done(&sp);
 	server_send_status(s, id, status);
 	free(name);
 	return 0;
@@ -144,8 +167,9 @@ static int ext_limits(struct server *s, uint32_t id, struct wire_reader *r)
 	return 0;
 }
 
-/* "~user/rest" -> that user's home + "/rest"; NULL with errno when unknown. */
-static char *tilde_user(const char *path)
+/* "~user/rest" -> that user's home + "/rest", as the client sees it; NULL
+ * with errno when unknown (or out of the client's sight). */
+static char *tilde_user(const struct paths *paths, const char *path)
 {
 	const char *slash = strchr(path + 1, '/');
 	size_t ulen = slash ? (size_t)(slash - path - 1) : strlen(path + 1);
@@ -161,8 +185,13 @@ static char *tilde_user(const char *path)
 		errno = ENOENT;
 		return NULL;
 	}
+	char home[PATH_MAX];
+	if (!paths_visible(paths, pw->pw_dir, home, sizeof(home))) {
+		errno = ENOENT;
+		return NULL;
+	}
 	char *out;
-	if (asprintf(&out, "%s%s", pw->pw_dir, slash ? slash : "") < 0)
+	if (asprintf(&out, "%s%s", home, slash ? slash : "") < 0)
 		return NULL;
 	return out;
 }
@@ -175,7 +204,7 @@ static int ext_expand_path(struct server *s, uint32_t id, struct wire_reader *r)
 	if (err)
 		return err;
 	log_debug3("request %u: expand, original \"%s\"", id, path);
-	if (!getcwd(cwd, sizeof(cwd))) {
+	if (paths_cwd(server_paths(s), cwd, sizeof(cwd)) < 0) {
 		server_send_errno(s, id, errno);
 		goto out;
 	}
@@ -188,7 +217,7 @@ static int ext_expand_path(struct server *s, uint32_t id, struct wire_reader *r)
 	else if (strncmp(path, "~/", 2) == 0)
 		n = asprintf(&full, "%s/%s", cwd, path + 2);
 	else if (path[0] == '~') {
-		if (!(full = tilde_user(path))) {
+		if (!(full = tilde_user(server_paths(s), path))) {
 			server_send_status_msg(s, id, attrs_errno_to_status(ENOENT), "no such user");
 			goto out;
 		}
@@ -202,7 +231,7 @@ static int ext_expand_path(struct server *s, uint32_t id, struct wire_reader *r)
 		goto out;
 	}
 	log_verbose("expand \"%s\"", full);
-	if (server_realpath(full, resolved) < 0)
+	if (paths_realpath(server_paths(s), full, resolved) < 0)
 		server_send_errno(s, id, errno);
 	else
 		server_send_name1(s, id, resolved);
@@ -303,6 +332,13 @@ static int ext_copy_data(struct server *s, uint32_t id, struct wire_reader *r)
 		server_send_status(s, id, SSH_FX_FAILURE);
 		return 0;
 	}
+	/* Checked here, before anything is read: a handle opened for reading
+	 * is never written through (EBADF, as OpenSSH's write would say). */
+	if ((wh->flags & O_ACCMODE) == O_RDONLY) {
+		log_error("copy-data: \"%s\" is not open for writing", wh->name);
+		server_send_errno(s, id, EBADF);
+		return 0;
+	}
 	if (fstat(rh->fd, &rst) < 0 || fstat(wh->fd, &wst) < 0) {
 		server_send_errno(s, id, errno);
 		return 0;
@@ -324,12 +360,16 @@ static int ext_home_directory(struct server *s, uint32_t id, struct wire_reader 
 		return err;
 	log_debug3("request %u: home-directory \"%s\"", id, user);
 	const char *home = NULL;
+	char shown[PATH_MAX];
 	if (user[0] == '\0') {
 		home = server_opts(s)->home;
 	} else {
 		struct passwd *pw = getpwnam(user);
 		home = pw ? pw->pw_dir : NULL;
 	}
+	/* Under -r: as seen from the root, or not at all. */
+	if (home && server_paths(s))
+		home = paths_visible(server_paths(s), home, shown, sizeof(shown)) ? shown : NULL;
 	if (!home) {
 		server_send_status_msg(s, id, SSH_FX_FAILURE, "no such user");
 	} else {

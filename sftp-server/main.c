@@ -1,5 +1,7 @@
 /* hashi-sftp-server: OpenSSH sftp-server's command line, then server_run(). */
 #include <errno.h>
+#include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -14,10 +16,13 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "server.h"
 
 static const char *progname = "hashi-sftp-server";
 
+/* OpenSSH's usage text, word for word; -r/--root and --no-sandbox are
+ * described in hashi-sftp-server(8). */
 static void usage(void)
 {
 	fprintf(stderr,
@@ -99,10 +104,15 @@ int main(int argc, char **argv)
 {
 	enum log_level level = LOGL_ERROR;
 	int facility = LOG_AUTH;
-	bool log_stderr = false, skipargs = false;
+	bool log_stderr = false, skipargs = false, sandbox = true;
 	struct server_opts opts = { 0 };
-	char *start_dir = NULL;
+	char *start_dir = NULL, *root_dir = NULL;
 	int ch;
+	static const struct option longopts[] = {
+		{ "root", required_argument, NULL, 'r' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
 
 	if (argv[0] && strrchr(argv[0], '/'))
 		progname = strrchr(argv[0], '/') + 1;
@@ -120,7 +130,8 @@ int main(int argc, char **argv)
 	pw.pw_dir = strdup(pwent->pw_dir);
 
 	opterr = 0; /* as OpenSSH: the usage text says it all */
-	while (!skipargs && (ch = getopt(argc, argv, "d:f:l:P:p:Q:u:cehR")) != -1) {
+	while (!skipargs &&
+	       (ch = getopt_long(argc, argv, "d:f:l:P:p:Q:r:u:cehR", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'Q':
 			if (strcasecmp(optarg, "requests") != 0) {
@@ -135,6 +146,9 @@ int main(int argc, char **argv)
 			exit(0);
 		case 'R':
 			opts.readonly = true;
+			break;
+		case 'S':
+			sandbox = false;
 			break;
 		case 'c':
 			/* Invoked as a shell ("sftp-server -c command"): ignore the rest. */
@@ -157,10 +171,12 @@ int main(int argc, char **argv)
 				exit(1);
 			}
 			break;
-		case 'd': {
+		case 'd':
+		case 'r': {
 			char *t = tilde_expand(optarg, &pw);
-			free(start_dir);
-			start_dir = percent_expand(t, &pw);
+			char **dst = ch == 'd' ? &start_dir : &root_dir;
+			free(*dst);
+			*dst = percent_expand(t, &pw);
 			free(t);
 			break;
 		}
@@ -215,17 +231,53 @@ int main(int argc, char **argv)
 	opts.uid = pw.pw_uid;
 	opts.client_addr = client_addr;
 
+	struct paths *paths = NULL;
+	if (root_dir) {
+		/* Every path resolved beneath it by the kernel (paths.h); -d
+		 * names a directory inside it. */
+		paths = paths_new_root(root_dir, start_dir);
+		if (!paths) {
+			int e = errno;
+			const char *why = e == ENOSYS ? " (openat2 needs Linux 5.6 or later)" : "";
+			/* One line on stderr, whether the log goes there or not. */
+			if (!log_stderr)
+				fprintf(stderr, "%s: root directory \"%s\": %s%s\n", progname,
+					root_dir, strerror(e), why);
+			log_error("root directory \"%s\": %s%s", root_dir, strerror(e), why);
+			free(start_dir);
+			free(root_dir);
+			free(client_addr);
+			free(pw.pw_name);
+			free(pw.pw_dir);
+			return 1;
+		}
+		opts.paths = paths;
+	}
 	log_info("session opened for local user %s from [%s]", opts.user, opts.client_addr);
-	if (start_dir && chdir(start_dir) != 0)
+	if (paths) {
+		if (fchdir(paths_start_fd(paths)) != 0)
+			log_error("chdir to root failed: %s", strerror(errno));
+	} else if (start_dir && chdir(start_dir) != 0) {
 		log_error("chdir to \"%s\" failed: %s", start_dir, strerror(errno));
+	}
 
 	struct server *s = server_new(&opts);
 	if (!s)
 		log_fatal("out of memory");
+	if (sandbox) {
+		/* What the sandbox would refuse later: connect to syslog, load
+		 * the user database's modules. */
+		log_open_now();
+		getgrgid(getgid());
+		struct sandbox_opts so = { .readonly = opts.readonly, .root = paths_root_dir(paths) };
+		sandbox_enter(&so);
+	}
 	int status = server_run(s, STDIN_FILENO, STDOUT_FILENO);
 	server_log_close(s);
 	server_free(s);
+	paths_free(paths);
 	free(start_dir);
+	free(root_dir);
 	free(client_addr);
 	free(pw.pw_name);
 	free(pw.pw_dir);

@@ -90,7 +90,8 @@ static int req_open(struct server *s, uint32_t id, struct wire_reader *r)
 	}
 	/* O_NONBLOCK so that a FIFO or a device cannot stall the whole session
 	 * in open(); it is cleared again for regular files. */
-	int fd = open(name, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
+	int fd = paths_open(server_paths(s), name, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+			    (mode_t)mode);
 	if (fd < 0) {
 		server_send_errno(s, id, errno);
 		free(name);
@@ -416,10 +417,16 @@ static int do_stat(struct server *s, uint32_t id, struct wire_reader *r, bool ls
 	if (err)
 		return err;
 	log_verbose("%sstat name \"%s\"", lstat_ ? "l" : "", name);
-	if ((lstat_ ? lstat(name, &st) : stat(name, &st)) < 0)
+	struct spath sp;
+	if (paths_resolve(server_paths(s), name, lstat_ ? PATHS_LAST : PATHS_FOLLOW, &sp) < 0) {
 		server_send_errno(s, id, errno);
-	else
-		server_send_attrs(s, id, &st);
+	} else {
+		if (fstatat(sp.dirfd, sp.name, &st, lstat_ ? AT_SYMLINK_NOFOLLOW : 0) < 0)
+			server_send_errno(s, id, errno);
+		else
+			server_send_attrs(s, id, &st);
+		spath_done(&sp);
+	}
 	free(name);
 	return 0;
 }
@@ -452,33 +459,38 @@ static int req_fstat(struct server *s, uint32_t id, struct wire_reader *r)
 }
 
 /* setstat and fsetstat: size, mode, times, owner, in OpenSSH's order; every
- * part is tried and the last failure is reported. fd < 0 means by path. */
-static uint32_t apply_attrs(const char *name, int fd, const struct sftp_attrs *a)
+ * part is tried and the last failure is reported. fd < 0 means by path: sp,
+ * resolved with PATHS_FOLLOW (so sp->name reaches it from AT_FDCWD); name is
+ * the client's, for the log. */
+static uint32_t apply_attrs(const char *name, const struct spath *sp, int fd,
+			    const struct sftp_attrs *a)
 {
+	const char *path = sp ? sp->name : NULL;
+
 	uint32_t status = SSH_FX_OK;
 
 	if (a->flags & SSH_FILEXFER_ATTR_SIZE) {
 		log_info("set \"%s\" size %llu", name, (unsigned long long)a->size);
 		if (a->size > (uint64_t)INT64_MAX)
 			status = attrs_errno_to_status(EINVAL);
-		else if ((fd >= 0 ? ftruncate(fd, (off_t)a->size) : truncate(name, (off_t)a->size)) < 0)
+		else if ((fd >= 0 ? ftruncate(fd, (off_t)a->size) : truncate(path, (off_t)a->size)) < 0)
 			status = attrs_errno_to_status(errno);
 	}
 	if (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) {
 		log_info("set \"%s\" mode %04o", name, a->perm);
-		if ((fd >= 0 ? fchmod(fd, a->perm & 07777) : chmod(name, a->perm & 07777)) < 0)
+		if ((fd >= 0 ? fchmod(fd, a->perm & 07777) : chmod(path, a->perm & 07777)) < 0)
 			status = attrs_errno_to_status(errno);
 	}
 	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
 		struct timespec ts[2] = { { .tv_sec = (time_t)a->atime }, { .tv_sec = (time_t)a->mtime } };
 		server_log_modtime(name, a->mtime);
-		if ((fd >= 0 ? futimens(fd, ts) : utimensat(AT_FDCWD, name, ts, 0)) < 0)
+		if ((fd >= 0 ? futimens(fd, ts) : utimensat(AT_FDCWD, path, ts, 0)) < 0)
 			status = attrs_errno_to_status(errno);
 	}
 	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
 		log_info("set \"%s\" owner %lu group %lu", name, (unsigned long)a->uid,
 			 (unsigned long)a->gid);
-		if ((fd >= 0 ? fchown(fd, a->uid, a->gid) : chown(name, a->uid, a->gid)) < 0)
+		if ((fd >= 0 ? fchown(fd, a->uid, a->gid) : chown(path, a->uid, a->gid)) < 0)
 			status = attrs_errno_to_status(errno);
 	}
 	return status;
@@ -496,7 +508,13 @@ static int req_setstat(struct server *s, uint32_t id, struct wire_reader *r)
 		return err;
 	}
 	log_debug("request %u: setstat name \"%s\"", id, name);
-	server_send_status(s, id, apply_attrs(name, -1, &a));
+	struct spath sp;
+	if (paths_resolve(server_paths(s), name, PATHS_FOLLOW, &sp) < 0) {
+		server_send_errno(s, id, errno);
+	} else {
+		server_send_status(s, id, apply_attrs(name, &sp, -1, &a));
+		spath_done(&sp);
+	}
 	free(name);
 	return 0;
 }
@@ -512,7 +530,7 @@ static int req_fsetstat(struct server *s, uint32_t id, struct wire_reader *r)
 	if (!h)
 		server_send_status(s, id, SSH_FX_FAILURE);
 	else
-		server_send_status(s, id, apply_attrs(h->name, h->fd, &a));
+		server_send_status(s, id, apply_attrs(h->name, NULL, h->fd, &a));
 	return 0;
 }
 
@@ -523,7 +541,7 @@ static int req_opendir(struct server *s, uint32_t id, struct wire_reader *r)
 	if (err)
 		return err;
 	log_info("opendir \"%s\"", path);
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
+	int fd = paths_open(server_paths(s), path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC, 0);
 	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!dir) {
 		int e = errno;
@@ -588,9 +606,14 @@ static int req_readdir(struct server *s, uint32_t id, struct wire_reader *r)
 	return 0;
 }
 
+static int do_unlink(const struct spath *p)
+{
+	return unlinkat(p->dirfd, p->name, 0);
+}
+
 static int req_remove(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	return server_path1_op(s, id, r, "remove", unlink);
+	return server_path1_op(s, id, r, "remove", do_unlink);
 }
 
 static int req_mkdir(struct server *s, uint32_t id, struct wire_reader *r)
@@ -606,14 +629,25 @@ static int req_mkdir(struct server *s, uint32_t id, struct wire_reader *r)
 	}
 	unsigned mode = (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ? (a.perm & 07777) : 0777;
 	log_info("mkdir name \"%s\" mode 0%o", name, mode);
-	server_send_errno(s, id, mkdir(name, mode) < 0 ? errno : 0);
+	struct spath sp;
+	if (paths_resolve(server_paths(s), name, PATHS_LAST, &sp) < 0) {
+		server_send_errno(s, id, errno);
+	} else {
+		server_send_errno(s, id, mkdirat(sp.dirfd, sp.name, mode) < 0 ? errno : 0);
+		spath_done(&sp);
+	}
 	free(name);
 	return 0;
 }
 
+static int do_rmdir(const struct spath *p)
+{
+	return unlinkat(p->dirfd, p->name, AT_REMOVEDIR);
+}
+
 static int req_rmdir(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	return server_path1_op(s, id, r, "rmdir", rmdir);
+	return server_path1_op(s, id, r, "rmdir", do_rmdir);
 }
 
 static int req_realpath(struct server *s, uint32_t id, struct wire_reader *r)
@@ -625,7 +659,7 @@ static int req_realpath(struct server *s, uint32_t id, struct wire_reader *r)
 		return err;
 	const char *p = path[0] ? path : ".";
 	log_verbose("realpath \"%s\"", p);
-	if (server_realpath(p, resolved) < 0)
+	if (paths_realpath(server_paths(s), p, resolved) < 0)
 		server_send_errno(s, id, errno);
 	else
 		server_send_name1(s, id, resolved);
@@ -636,20 +670,20 @@ static int req_realpath(struct server *s, uint32_t id, struct wire_reader *r)
 /* The v3 rename must not replace an existing target. renameat2's
  * RENAME_NOREPLACE does that atomically; where the filesystem lacks it, do
  * what OpenSSH does (link+unlink for files, stat+rename otherwise). */
-static int rename_noreplace(const char *oldpath, const char *newpath)
+static int rename_noreplace(const struct spath *o, const struct spath *n)
 {
-	if (renameat2(AT_FDCWD, oldpath, AT_FDCWD, newpath, RENAME_NOREPLACE) == 0)
+	if (renameat2(o->dirfd, o->name, n->dirfd, n->name, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
 		return -1;
 	struct stat sb;
-	if (lstat(oldpath, &sb) < 0)
+	if (fstatat(o->dirfd, o->name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
 		return -1;
 	if (S_ISREG(sb.st_mode)) {
-		if (link(oldpath, newpath) == 0) {
-			if (unlink(oldpath) < 0) {
+		if (linkat(o->dirfd, o->name, n->dirfd, n->name, 0) == 0) {
+			if (unlinkat(o->dirfd, o->name, 0) < 0) {
 				int e = errno;
-				unlink(newpath);
+				unlinkat(n->dirfd, n->name, 0);
 				errno = e;
 				return -1;
 			}
@@ -658,16 +692,16 @@ static int rename_noreplace(const char *oldpath, const char *newpath)
 		if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EXDEV && errno != EPERM)
 			return -1;
 	}
-	if (lstat(newpath, &sb) == 0) {
+	if (fstatat(n->dirfd, n->name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
 		errno = EEXIST;
 		return -1;
 	}
-	return rename(oldpath, newpath);
+	return renameat(o->dirfd, o->name, n->dirfd, n->name);
 }
 
 static int req_rename(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	return server_path2_op(s, id, r, "rename", rename_noreplace);
+	return server_path2_op(s, id, r, "rename", false, rename_noreplace);
 }
 
 static int req_readlink(struct server *s, uint32_t id, struct wire_reader *r)
@@ -678,7 +712,14 @@ static int req_readlink(struct server *s, uint32_t id, struct wire_reader *r)
 	if (err)
 		return err;
 	log_verbose("readlink \"%s\"", path);
-	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+	struct spath sp;
+	ssize_t n = -1;
+	if (paths_resolve(server_paths(s), path, PATHS_LAST, &sp) == 0) {
+		n = readlinkat(sp.dirfd, sp.name, buf, sizeof(buf) - 1);
+		int e = errno;
+		spath_done(&sp);
+		errno = e;
+	}
 	if (n < 0) {
 		server_send_errno(s, id, errno);
 	} else {
@@ -689,10 +730,16 @@ static int req_readlink(struct server *s, uint32_t id, struct wire_reader *r)
 	return 0;
 }
 
-/* OpenSSH's order: the first path is the link's target, the second the link. */
+/* OpenSSH's order: the first path is the link's target (stored as given),
+ * the second the link. */
+static int do_symlink(const struct spath *target, const struct spath *link)
+{
+	return symlinkat(target->name, link->dirfd, link->name);
+}
+
 static int req_symlink(struct server *s, uint32_t id, struct wire_reader *r)
 {
-	return server_path2_op(s, id, r, "symlink", symlink);
+	return server_path2_op(s, id, r, "symlink", true, do_symlink);
 }
 
 const struct request_def requests_core[] = {

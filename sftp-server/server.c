@@ -298,6 +298,7 @@ static int output_some(struct server *s, int out)
 	}
 }
 const struct server_opts *server_opts(const struct server *s) { return &s->opts; }
+const struct paths *server_paths(const struct server *s) { return s->opts.paths; }
 struct handle_table *server_handles(struct server *s) { return &s->handles; }
 struct wire_buf *server_out(struct server *s) { return &s->out; }
 struct hashi_ext **server_hashi_ext(struct server *s) { return &s->hx; }
@@ -430,22 +431,29 @@ void server_send_attrs(struct server *s, uint32_t id, const struct stat *st)
 }
 
 int server_path1_op(struct server *s, uint32_t id, struct wire_reader *r, const char *verb,
-		    int (*fn)(const char *))
+		    int (*fn)(const struct spath *))
 {
 	char *a;
+	struct spath pa;
 	int err = wire_get_cstring(r, &a, SFTP_MAX_MSG_LENGTH);
 	if (err)
 		return err;
 	log_info("%s name \"%s\"", verb, a);
-	server_send_errno(s, id, fn(a) < 0 ? errno : 0);
+	if (paths_resolve(s->opts.paths, a, PATHS_LAST, &pa) < 0) {
+		server_send_errno(s, id, errno);
+	} else {
+		server_send_errno(s, id, fn(&pa) < 0 ? errno : 0);
+		spath_done(&pa);
+	}
 	free(a);
 	return 0;
 }
 
 int server_path2_op(struct server *s, uint32_t id, struct wire_reader *r, const char *verb,
-		    int (*fn)(const char *, const char *))
+		    bool raw_first, int (*fn)(const struct spath *, const struct spath *))
 {
 	char *a, *b;
+	struct spath pa, pb;
 	int err = wire_get_cstring(r, &a, SFTP_MAX_MSG_LENGTH);
 	if (err)
 		return err;
@@ -454,7 +462,21 @@ int server_path2_op(struct server *s, uint32_t id, struct wire_reader *r, const 
 		return err;
 	}
 	log_info("%s old \"%s\" new \"%s\"", verb, a, b);
-	server_send_errno(s, id, fn(a, b) < 0 ? errno : 0);
+	if (raw_first)
+		paths_resolve(NULL, a, PATHS_LAST, &pa); /* as given */
+	else if (paths_resolve(s->opts.paths, a, PATHS_LAST, &pa) < 0)
+		goto fail;
+	if (paths_resolve(s->opts.paths, b, PATHS_LAST, &pb) < 0) {
+		spath_done(&pa);
+		goto fail;
+	}
+	server_send_errno(s, id, fn(&pa, &pb) < 0 ? errno : 0);
+	spath_done(&pa);
+	spath_done(&pb);
+	goto out;
+fail:
+	server_send_errno(s, id, errno);
+out:
 	free(a);
 	free(b);
 	return 0;
@@ -539,69 +561,6 @@ void server_longname(struct server *s, char *buf, size_t size, const char *name,
 	snprintf(buf, size, "%s %3u %-*s %-*s %8llu %s %s", mode, (unsigned)st->st_nlink,
 		 ulen > 8 ? ulen : 8, user, glen > 8 ? glen : 8, group,
 		 (unsigned long long)st->st_size, tbuf, name);
-}
-
-int server_realpath(const char *path, char *resolved)
-{
-	/* Trailing slashes name the same thing (even a file, as OpenSSH's
-	 * realpath has it); but a missing last component followed by a slash
-	 * is an error. */
-	size_t len = strlen(path);
-	bool trailing = false;
-	while (len > 1 && path[len - 1] == '/') {
-		len--;
-		trailing = true;
-	}
-	char trimmed[PATH_MAX];
-	if (len >= sizeof(trimmed)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(trimmed, path, len);
-	trimmed[len] = '\0';
-	if (realpath(trimmed, resolved))
-		return 0;
-	if (errno != ENOENT || trailing)
-		return -1;
-	/* The last component may be missing; everything before it may not. */
-	const char *base = trimmed + len;
-	while (base > trimmed && base[-1] != '/')
-		base--;
-	size_t blen = (size_t)(trimmed + len - base);
-	if (blen == 0 || (blen == 1 && base[0] == '.') || (blen == 2 && base[0] == '.' && base[1] == '.')) {
-		errno = ENOENT;
-		return -1;
-	}
-	char dir[PATH_MAX];
-	size_t dlen = (size_t)(base - trimmed);
-	if (dlen == 0) {
-		strcpy(dir, ".");
-	} else {
-		memcpy(dir, trimmed, dlen);
-		dir[dlen] = '\0';
-	}
-	char rdir[PATH_MAX];
-	struct stat st;
-	if (!realpath(dir, rdir))
-		return -1;
-	if (stat(rdir, &st) < 0)
-		return -1;
-	if (!S_ISDIR(st.st_mode)) {
-		errno = ENOTDIR;
-		return -1;
-	}
-	size_t rl = strlen(rdir);
-	bool root = rl == 1 && rdir[0] == '/';
-	if (rl + 1 + blen + 1 > PATH_MAX) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(resolved, rdir, rl);
-	if (!root)
-		resolved[rl++] = '/';
-	memcpy(resolved + rl, base, blen);
-	resolved[rl + blen] = '\0';
-	return 0;
 }
 
 void server_log_modtime(const char *name, uint32_t mtime)

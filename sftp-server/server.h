@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "handles.h"
+#include "paths.h"
 #include "wire.h"
 
 struct server_opts {
@@ -24,6 +25,7 @@ struct server_opts {
 	const char *home;       /* login user's home directory */
 	uid_t uid;
 	const char *client_addr; /* for logs: from SSH_CONNECTION, or "UNKNOWN" */
+	const struct paths *paths; /* -r: where paths may lead; NULL for anywhere */
 };
 
 struct server;
@@ -81,12 +83,16 @@ void server_skip_next(struct server *s, size_t n);
 /* For handlers. */
 
 /* A request whose arguments are one path (remove, rmdir) or two (rename,
- * symlink, posix-rename, hardlink) and whose answer is fn's errno. The log
- * line is OpenSSH's: 'VERB name "a"' or 'VERB old "a" new "b"'. */
+ * symlink, posix-rename, hardlink) and whose answer is fn's errno. Each path
+ * is resolved (paths.h, PATHS_LAST) before fn sees it; for symlink the first
+ * (the link's target) is stored as given: raw_first. The log line is
+ * OpenSSH's: 'VERB name "a"' or 'VERB old "a" new "b"'. */
 int server_path1_op(struct server *s, uint32_t id, struct wire_reader *r, const char *verb,
-		    int (*fn)(const char *));
+		    int (*fn)(const struct spath *));
 int server_path2_op(struct server *s, uint32_t id, struct wire_reader *r, const char *verb,
-		    int (*fn)(const char *, const char *));
+		    bool raw_first, int (*fn)(const struct spath *, const struct spath *));
+/* opts->paths, for paths_*() calls. */
+const struct paths *server_paths(const struct server *s);
 
 const struct server_opts *server_opts(const struct server *s);
 struct handle_table *server_handles(struct server *s);
@@ -128,10 +134,6 @@ struct hashi_ext **server_hashi_ext(struct server *s);
 int hashi_ext_timeout(struct server *s);
 void hashi_ext_retry(struct server *s);
 void hashi_ext_free(struct hashi_ext *hx);
-
-/* realpath(3) that, like OpenSSH's, accepts a missing last component.
- * resolved must hold PATH_MAX bytes. Returns 0, or -1 with errno. */
-int server_realpath(const char *path, char *resolved);
 
 /* Log 'set "name" modtime YYYYmmdd-HH:MM:SS' at INFO, as OpenSSH does. */
 void server_log_modtime(const char *name, uint32_t mtime);
