@@ -150,10 +150,14 @@ static const int allowed[] = {
 	__NR_uname, __NR_prlimit64, __NR_getrlimit, __NR_sched_yield, __NR_restart_syscall,
 	__NR_exit, __NR_exit_group, __NR_dup, __NR_dup3, __NR_sendto, __NR_sendmsg,
 	__NR_setsockopt, __NR_getsockopt, __NR_fadvise64,
+	/* the @hashi extensions (hashi-ext.c) */
+	__NR_mknodat, __NR_flock, __NR_fallocate, __NR_getxattr, __NR_lgetxattr, __NR_fgetxattr,
+	__NR_setxattr, __NR_lsetxattr, __NR_fsetxattr, __NR_listxattr, __NR_llistxattr,
+	__NR_flistxattr, __NR_removexattr, __NR_lremovexattr, __NR_fremovexattr,
 #ifdef __NR_open
 	__NR_open, __NR_stat, __NR_lstat, __NR_access, __NR_readlink, __NR_mkdir, __NR_rmdir,
 	__NR_unlink, __NR_rename, __NR_link, __NR_symlink, __NR_chmod, __NR_chown, __NR_lchown,
-	__NR_poll, __NR_select, __NR_dup2, __NR_time,
+	__NR_poll, __NR_select, __NR_dup2, __NR_time, __NR_mknod,
 #endif
 };
 
