@@ -105,6 +105,7 @@ def test_server_change_seen_after_timeout(short):
     put(e / "h", "new")
     short.do(poll, lambda: os.listdir(m) == ["h"], "a new file in the listing")
     os.symlink("target-one", e / "l")
+    short.do(poll, lambda: exists(m / "l"), "a new symlink")
     assert short.do(os.readlink, m / "l") == "target-one"
     os.unlink(e / "l")
     os.symlink("target-two", e / "l")
@@ -165,6 +166,7 @@ def test_local_changes_seen_at_once(long):
     put(e / "f", "one")
     put(e / "g", "gg")
     os.mkdir(e / "d")
+    long.who.chown(e)
 
     def body():
         assert sorted(os.listdir(m)) == ["d", "f", "g"]
@@ -205,12 +207,14 @@ def test_local_change_refreshes_server_change(long):
     has now is shown, including a change someone else made."""
     m, e = long.fresh()
     put(e / "f", "one")
+    long.who.chown(e)
     assert long.do(lambda: os.stat(m / "f").st_size) == 3
     put(e / "f", "one two")
     assert long.do(lambda: os.stat(m / "f").st_size) == 3   # stale, as above
     long.do(os.chmod, m / "f", 0o640)
     assert long.do(lambda: os.stat(m / "f").st_size) == 7
     # The listing: a name added on the server appears after a local create.
+    assert long.do(os.listdir, m) == ["f"]
     put(e / "other", "x")
     assert long.do(os.listdir, m) == ["f"]
     long.do(put, m / "mine", "y")
@@ -222,6 +226,7 @@ def test_rename_dir_moves_cached_children(long):
     os.makedirs(e / "d" / "deep")
     put(e / "d" / "f", "ff")
     put(e / "d" / "deep" / "x", "xxx")
+    long.who.chown(e)
 
     def body():
         # Everything below d in the cache (and in the kernel).
