@@ -351,6 +351,8 @@ void cache_put_dir(struct cache *c, const char *dir, const char *const *names, u
 }
 
 /* path changed now: drop its data, and remember the change. */
+static void drop_tree_locked(struct cache *c, const char *top);
+
 static void invalidate_locked(struct cache *c, const char *path)
 {
 	struct centry *e = g_hash_table_lookup(c->by_path, path);
@@ -372,6 +374,57 @@ static void invalidate_parent_locked(struct cache *c, const char *path)
 	if (dir)
 		invalidate_locked(c, dir);
 	g_free(dir);
+}
+
+/* A name came or went in path's parent: the parent's attributes (mtime)
+ * are dropped, and its listing, if we hold one, is edited to match. */
+static void parent_edit_locked(struct cache *c, const char *path, bool add)
+{
+	char *dir = parent_of(path);
+	if (!dir)
+		return;
+	struct centry *d = g_hash_table_lookup(c->by_path, dir);
+	g_free(dir);
+	if (!d)
+		return;
+	d->attrs_until = 0;
+	d->noent = false;
+	d->inval_gen = ++c->gen; /* a listing read before this is stale */
+	if (!d->names)
+		return;
+	const char *name = strrchr(path, '/') + 1;
+	if (add && !g_hash_table_contains(d->nameset, name)) {
+		char *s = g_strdup(name);
+		g_ptr_array_add(d->names, s);
+		g_hash_table_add(d->nameset, s);
+	} else if (!add && g_hash_table_contains(d->nameset, name)) {
+		g_hash_table_remove(d->nameset, name);
+		for (guint i = 0; i < d->names->len; i++) {
+			if (strcmp(d->names->pdata[i], name) == 0) {
+				g_ptr_array_remove_index(d->names, i);
+				break;
+			}
+		}
+	}
+}
+
+void cache_entry_added(struct cache *c, const char *path)
+{
+	pthread_mutex_lock(&c->lock);
+	invalidate_locked(c, path);
+	parent_edit_locked(c, path, true);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_entry_removed(struct cache *c, const char *path, bool tree)
+{
+	pthread_mutex_lock(&c->lock);
+	if (tree)
+		drop_tree_locked(c, path);
+	invalidate_locked(c, path);
+	parent_edit_locked(c, path, false);
+	pthread_mutex_unlock(&c->lock);
+	cache_put_noent(c, path, cache_gen(c));
 }
 
 void cache_invalidate(struct cache *c, const char *path)
@@ -426,15 +479,6 @@ static void drop_tree_locked(struct cache *c, const char *top)
 	c->floor_gen = ++c->gen;
 }
 
-void cache_invalidate_tree(struct cache *c, const char *path)
-{
-	pthread_mutex_lock(&c->lock);
-	drop_tree_locked(c, path);
-	invalidate_locked(c, path);
-	invalidate_parent_locked(c, path);
-	pthread_mutex_unlock(&c->lock);
-}
-
 void cache_rename(struct cache *c, const char *from, const char *to)
 {
 	size_t fl = strlen(from);
@@ -449,8 +493,8 @@ void cache_rename(struct cache *c, const char *from, const char *to)
 		g_hash_table_replace(c->by_path, e->path, e);
 	}
 	g_ptr_array_free(moved, TRUE);
-	invalidate_parent_locked(c, from);
-	invalidate_parent_locked(c, to);
+	parent_edit_locked(c, from, false);
+	parent_edit_locked(c, to, true);
 	pthread_mutex_unlock(&c->lock);
 	/* The old name is known to be gone. */
 	cache_put_noent(c, from, cache_gen(c));

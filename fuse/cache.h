@@ -77,14 +77,20 @@ void cache_put_dir(struct cache *c, const char *dir, const char *const *names, u
 /* Invalidation after a local change. */
 /* path's own attributes, target and listing. */
 void cache_invalidate(struct cache *c, const char *path);
-/* A name appeared, vanished or changed in path's parent: path itself and the
- * parent's listing and attributes (its mtime and link count). */
+/* Something may have changed at path and in its parent (a failed request):
+ * path and the parent's listing and attributes. */
 void cache_invalidate_entry(struct cache *c, const char *path);
-/* path and everything below it, and its parent as above (rmdir). */
-void cache_invalidate_tree(struct cache *c, const char *path);
+/* We made path (create, mkdir, symlink, link): path's old data is dropped,
+ * the parent's attributes (mtime) too, and the name is added to the
+ * parent's listing if we hold one, which so stays complete. */
+void cache_entry_added(struct cache *c, const char *path);
+/* We removed path (and with tree, everything below it: rmdir): it is
+ * known missing; the parent's attributes are dropped and the name taken
+ * out of its listing. */
+void cache_entry_removed(struct cache *c, const char *path, bool tree);
 /* A rename: what was cached under from (the path and below) moves to to;
- * what was at to and below is dropped; both parents' listings and
- * attributes are dropped. */
+ * what was at to and below is dropped; from is known missing; both
+ * parents' attributes are dropped and their listings edited. */
 void cache_rename(struct cache *c, const char *from, const char *to);
 /* Everything. */
 void cache_clear(struct cache *c);

@@ -821,10 +821,13 @@ static void make_entry_cb(void *arg, struct sftp_reply *r)
 			reply_err_free(o, reply_errno(r));
 		return;
 	}
-	/* A new name in the parent; a hard link's source has one more link. */
-	cache_invalidate_entry(o->fs->cache, o->path);
+	/* A new name in the parent; a hard link's source has one more link;
+	 * a new directory is empty. */
+	cache_entry_added(o->fs->cache, o->path);
 	if (o->path2)
 		cache_invalidate(o->fs->cache, o->path2);
+	if (o->flags == O_DIRECTORY)
+		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
 	lstat_req(o, entry_lstat_cb);
 }
 
@@ -840,6 +843,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	attrs_clear(&a);
 	a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
 	a.perm = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	o->flags = O_DIRECTORY;
 	struct sftp_msg *m = sftp_msg_new(SSH_FXP_MKDIR);
 	wire_put_cstring(sftp_msg_buf(m), o->path);
 	attrs_put(sftp_msg_buf(m), &a);
@@ -890,11 +894,7 @@ static void unlink_cb(void *arg, struct sftp_reply *r)
 		return;
 	}
 	node_detach(o->fs, o->path);
-	if (o->step == REFINE_RMDIR)
-		cache_invalidate_tree(o->fs->cache, o->path);
-	else
-		cache_invalidate_entry(o->fs->cache, o->path);
-	cache_put_noent(o->fs->cache, o->path, cache_gen(o->fs->cache));
+	cache_entry_removed(o->fs->cache, o->path, o->step == REFINE_RMDIR);
 	reply_err_free(o, 0);
 }
 
@@ -1045,8 +1045,10 @@ static void open_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, reply_errno(r));
 		return;
 	}
-	if (o->flags & (O_CREAT | O_TRUNC))
-		cache_invalidate_entry(o->fs->cache, o->path);
+	if (o->flags & O_CREAT)
+		cache_entry_added(o->fs->cache, o->path);
+	else if (o->flags & O_TRUNC)
+		cache_invalidate(o->fs->cache, o->path);
 	o->file = file_from_reply(r, o->ino);
 	if (!o->file) {
 		reply_err_free(o, EIO);

@@ -99,7 +99,7 @@ static void test_generations(void)
 	g_assert_cmpint(get(c, "/b", NULL), ==, CACHE_HIT);
 	/* ...but everything below a removed tree is. */
 	g = cache_gen(c);
-	cache_invalidate_tree(c, "/t");
+	cache_entry_removed(c, "/t", true);
 	cache_put_attrs(c, "/t/x/y", &a, g);
 	g_assert_cmpint(get(c, "/t/x/y", NULL), ==, CACHE_MISS);
 	cache_free(c);
@@ -147,12 +147,35 @@ static void test_listing(void)
 	g_assert_true(listing(c, "/d", &out));
 	g_assert_cmpstr(out, ==, "b:2 a:5 ");
 	g_free(out);
-	/* A new name in /d drops its listing and its attributes. */
+	/* A name we add goes into the listing; the directory's attributes
+	 * (its mtime) are dropped. */
 	put_file(c, "/d", 4096);
+	cache_entry_added(c, "/d/new");
+	g_assert_cmpint(get(c, "/d", NULL), ==, CACHE_MISS);
+	g_assert_cmpint(get(c, "/d/new", NULL), ==, CACHE_MISS);  /* in it, attributes unknown */
+	g_assert_cmpint(get(c, "/d/zz", NULL), ==, CACHE_NOENT);
+	g_assert_false(listing(c, "/d", &out));
+	g_free(out);
+	put_file(c, "/d/new", 6);
+	g_assert_true(listing(c, "/d", &out));
+	g_assert_cmpstr(out, ==, "b:2 a:5 new:6 ");
+	g_free(out);
+	/* A name we remove is missing, and out of the listing. */
+	uint64_t before = cache_gen(c);
+	cache_entry_removed(c, "/d/b", false);
+	put_file(c, "/d/b", 99); /* (a reply from before cannot bring it back) */
+	g_assert_cmpint(get(c, "/d/b", NULL), ==, CACHE_HIT);
+	cache_entry_removed(c, "/d/b", false);
+	struct sftp_attrs stale = file_attrs(2);
+	cache_put_attrs(c, "/d/b", &stale, before);
+	g_assert_cmpint(get(c, "/d/b", NULL), ==, CACHE_NOENT);
+	g_assert_true(listing(c, "/d", &out));
+	g_assert_cmpstr(out, ==, "a:5 new:6 ");
+	g_free(out);
+	/* Anything else that may have changed the directory drops its listing. */
 	cache_invalidate_entry(c, "/d/new");
 	g_assert_false(listing(c, "/d", &out));
 	g_free(out);
-	g_assert_cmpint(get(c, "/d", NULL), ==, CACHE_MISS);
 	g_assert_cmpint(get(c, "/d/zz", NULL), ==, CACHE_MISS);
 	/* An empty listing is a listing. */
 	cache_put_dir(c, "/e", names, 2, cache_gen(c));
@@ -171,7 +194,7 @@ static void test_links(void)
 	g_assert_true(cache_get_link(c, "/l", &t));
 	g_assert_cmpstr(t, ==, "target");
 	g_free(t);
-	cache_invalidate_entry(c, "/l");
+	cache_entry_removed(c, "/l", false);
 	g_assert_false(cache_get_link(c, "/l", &t));
 	cache_free(c);
 }
@@ -203,6 +226,15 @@ static void test_rename(void)
 	g_free(out);
 	g_assert_cmpint(get(c, "/q/old/gone", NULL), ==, CACHE_NOENT); /* not in the listing */
 	g_assert_cmpint(get(c, "/p/d", NULL), ==, CACHE_NOENT);
+	const char *pnames[] = { "dz" };
+	cache_put_dir(c, "/p", pnames, 1, cache_gen(c));
+	put_file(c, "/p/dz", 9);
+	put_file(c, "/q/old", 1);
+	cache_rename(c, "/q/old", "/p/back");
+	g_assert_true(listing(c, "/p", &out));
+	g_assert_cmpstr(out, ==, "dz:9 back:1 ");
+	g_free(out);
+	g_assert_cmpint(get(c, "/p/back/sub/x", &sz), ==, CACHE_HIT);
 	g_assert_cmpint(get(c, "/p/d/f", NULL), ==, CACHE_MISS);
 	g_assert_cmpint(get(c, "/p/dz", &sz), ==, CACHE_HIT);
 	g_assert_cmpint(get(c, "/p", NULL), ==, CACHE_MISS);  /* both parents changed */
