@@ -354,6 +354,8 @@ struct op {
 	mode_t mode;
 	uint64_t gen;          /* cache generation when the request was sent */
 	double ttl;            /* attrs from our cache: seconds left; fresh: < 0 */
+	struct sftp_attrs cur; /* setattr: the attributes before it */
+	bool have_cur;
 	bool lookup;           /* a LOOKUP: "no such file" is a negative entry */
 };
 
@@ -584,7 +586,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void setattr_send(struct op *o);
-static void setattr_with_current(struct op *o, const struct sftp_attrs *c);
+static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh);
 
 /* Step 0 of a setattr that needs the current attributes (to complete a
  * half-given owner or time pair, and to know whether it is a symlink). */
@@ -596,12 +598,17 @@ static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
-	setattr_with_current(o, &cur);
+	setattr_with_current(o, &cur, true);
 }
 
-static void setattr_with_current(struct op *o, const struct sftp_attrs *c)
+/* cur: the attributes before; fresh: from the server for this request
+ * (then the answer can be made from them: a local change shows what the
+ * server has, not what we cached). */
+static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh)
 {
 	struct sftp_attrs cur = *c;
+	o->cur = cur;
+	o->have_cur = fresh;
 	struct sftp_attrs *a = &o->attrs;
 	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    !(o->to_set & FUSE_SET_ATTR_UID))
@@ -617,6 +624,39 @@ static void setattr_with_current(struct op *o, const struct sftp_attrs *c)
 		a->mtime = cur.mtime;
 	o->mode = (mode_t)cur.perm;
 	setattr_send(o);
+}
+
+/* What a successful SETSTAT leaves, when it is certain from the attributes
+ * the server gave just before it (o->have_cur): a mode without set-id bits, an owner of a file without them
+ * (chown may clear them), times (sent as numbers, "now" included). Not a
+ * size (the server sets the mtime), not a symlink (without lsetstat the
+ * change went to its target). The result goes into o->attrs. */
+static bool setattr_result(struct op *o)
+{
+	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID |
+			      SSH_FILEXFER_ATTR_ACMODTIME;
+	struct sftp_attrs n = o->cur;
+	const struct sftp_attrs *a = &o->attrs;
+	if (!o->have_cur || (n.flags & need) != need || S_ISLNK(n.perm) ||
+	    (a->flags & SSH_FILEXFER_ATTR_SIZE) || a->flags == 0)
+		return false;
+	if (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) {
+		if (a->perm & (S_ISUID | S_ISGID))
+			return false;
+		n.perm = (n.perm & S_IFMT) | (a->perm & 07777);
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
+		if (n.perm & (S_ISUID | S_ISGID))
+			return false;
+		n.uid = a->uid;
+		n.gid = a->gid;
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
+		n.atime = a->atime;
+		n.mtime = a->mtime;
+	}
+	o->attrs = n;
+	return true;
 }
 
 static void setattr_done_cb(void *arg, struct sftp_reply *r)
@@ -637,8 +677,14 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, err);
 		return;
 	}
-	/* Answer with what the server has now. */
 	o->path2 = node_live_path(o->fs, o->ino);
+	if (setattr_result(o)) {
+		if (o->path2)
+			cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+		return;
+	}
+	/* Answer with what the server has now. */
 	o->gen = cache_gen(o->fs->cache);
 	if (o->file)
 		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, attr_cb, o);
@@ -727,9 +773,10 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				 (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
 	bool may_be_link = !o->file && !(to_set & FUSE_SET_ATTR_SIZE);
 	if (half_owner || half_time || may_be_link) {
+		/* What the cache knows completes a pair and tells a symlink. */
 		struct sftp_attrs cur;
 		if (!o->file && cache_get_attrs(o->fs->cache, o->path, &cur, NULL) == CACHE_HIT) {
-			setattr_with_current(o, &cur);
+			setattr_with_current(o, &cur, false);
 			return;
 		}
 		if (o->file)

@@ -393,6 +393,34 @@ def test_find_and_stat_cost_one_listing_per_dir(dmount):
     assert lstats(dmount.requests()) == 0
 
 
+def test_small_files_in_a_new_directory(dmount):
+    """What tar does: mkdir, then per file a lookup of a new name, create,
+    write, close, chmod and utime. The new directory's listing is known
+    (empty, then what we add), so no lookup asks the server; the chmod is
+    answered from the attributes the server gave just before it (the LSTAT
+    that tells a symlink), the utime with an LSTAT after it (answers from
+    our cache alone would hide a change made on the server): two LSTATs
+    per file, where hashi without the cache needed eight."""
+    d = dmount.path / "new"
+    dmount.requests()
+    os.mkdir(d)
+    for i in range(50):
+        p = d / f"f{i:02d}"
+        put(p, "z" * i)
+        os.chmod(p, 0o640)
+        os.utime(p, (1_000_000_000 + i, 1_100_000_000 + i))
+    c = dmount.requests()
+    assert lstats(c) <= 2 * 50 + 2, c  # (+ the lookup of "new" and the mkdir's answer)
+    for i in range(50):
+        st = os.stat(d / f"f{i:02d}")
+        assert (st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime) == \
+            (i, 0o640, 1_100_000_000 + i)
+        est = os.stat(dmount.export / "new" / f"f{i:02d}")
+        assert (est.st_size, stat.S_IMODE(est.st_mode), est.st_mtime, est.st_atime) == \
+            (i, 0o640, 1_100_000_000 + i, 1_000_000_000 + i)
+    assert lstats(dmount.requests()) == 0
+
+
 def test_nocache_asks_every_time(menv, tmp_path):
     dm = DebugMount(menv, tmp_path, opts=["cache=no"])
     try:
