@@ -507,7 +507,7 @@ void cache_clear(struct cache *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-void cache_get_stats(struct cache *c, struct cache_stats *st)
+void cache_stats(struct cache *c, struct cache_stats *st)
 {
 	pthread_mutex_lock(&c->lock);
 	*st = c->st;

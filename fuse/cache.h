@@ -95,6 +95,6 @@ void cache_rename(struct cache *c, const char *from, const char *to);
 /* Everything. */
 void cache_clear(struct cache *c);
 
-void cache_get_stats(struct cache *c, struct cache_stats *st);
+void cache_stats(struct cache *c, struct cache_stats *st);
 
 #endif

@@ -59,7 +59,7 @@ static void test_attrs(void)
 	cache_invalidate(c, "/d/f");
 	g_assert_cmpint(get(c, "/d/f", &sz), ==, CACHE_MISS);
 	struct cache_stats st;
-	cache_get_stats(c, &st);
+	cache_stats(c, &st);
 	g_assert_cmpuint(st.attr_hits, ==, 1);
 	g_assert_cmpuint(st.negative_hits, ==, 1);
 	g_assert_cmpuint(st.attr_misses, ==, 2);
@@ -250,7 +250,7 @@ static void test_bounded(void)
 		g_snprintf(p, sizeof(p), "/f%d", i);
 		put_file(c, p, (uint64_t)i);
 		struct cache_stats st;
-		cache_get_stats(c, &st);
+		cache_stats(c, &st);
 		g_assert_cmpuint(st.entries, <=, 50);
 	}
 	g_assert_cmpint(get(c, "/f999", NULL), ==, CACHE_HIT);
