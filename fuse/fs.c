@@ -34,6 +34,7 @@ struct fs {
 	GHashTable *by_ino;         /* fuse_ino_t -> struct node */
 	GHashTable *by_path;        /* path -> struct node (live paths only) */
 	fuse_ino_t next_ino;
+	struct cache *cache;        /* attributes, listings, link targets */
 };
 
 static char *join_path(const char *dir, const char *name)
@@ -54,6 +55,29 @@ static char *node_path(struct fs *fs, fuse_ino_t ino)
 		p = g_strdup(n->path);
 	pthread_mutex_unlock(&fs->lock);
 	return p;
+}
+
+/* The path of ino if it still names it (not unlinked), malloc'd, or NULL. */
+static char *node_live_path(struct fs *fs, fuse_ino_t ino)
+{
+	char *p = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n && n->path && !n->unlinked)
+		p = g_strdup(n->path);
+	pthread_mutex_unlock(&fs->lock);
+	return p;
+}
+
+/* A local change to ino's contents or attributes (a write, a truncate). */
+static void cache_changed_ino(struct fs *fs, fuse_ino_t ino)
+{
+	if (!cache_enabled(fs->cache))
+		return;
+	char *p = node_path(fs, ino);
+	if (p)
+		cache_invalidate(fs->cache, p);
+	g_free(p);
 }
 
 static char *child_path(struct fs *fs, fuse_ino_t parent, const char *name)
@@ -328,6 +352,11 @@ struct op {
 	struct sftp_attrs attrs;
 	int to_set;
 	mode_t mode;
+	uint64_t gen;          /* cache generation when the request was sent */
+	double ttl;            /* attrs from our cache: seconds left; fresh: < 0 */
+	struct sftp_attrs cur; /* setattr: the attributes before it */
+	bool have_cur;
+	bool lookup;           /* a LOOKUP: "no such file" is a negative entry */
 };
 
 static struct op *op_new(fuse_req_t req)
@@ -335,7 +364,22 @@ static struct op *op_new(fuse_req_t req)
 	struct op *o = g_new0(struct op, 1);
 	o->fs = fuse_req_userdata(req);
 	o->req = req;
+	o->ttl = -1;
 	return o;
+}
+
+/* What the kernel may keep: the configured time, but never longer than
+ * what we answered from our cache stays valid there. */
+static double kernel_timeout(double configured, double ttl)
+{
+	return ttl >= 0 && ttl < configured ? ttl : configured;
+}
+
+/* Send an LSTAT of o->path whose answer may go into the cache. */
+static void lstat_req(struct op *o, sftp_cb cb)
+{
+	o->gen = cache_gen(o->fs->cache);
+	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, cb, o);
 }
 
 static void op_free(struct op *o)
@@ -403,10 +447,25 @@ static void reply_entry_from_attrs(struct op *o, const struct sftp_attrs *a, con
 	e.ino = node_ref(o->fs, path);
 	e.generation = 1;
 	fill_stat(o->fs, a, e.ino, &e.attr);
-	e.attr_timeout = o->fs->cfg.attr_timeout;
-	e.entry_timeout = o->fs->cfg.entry_timeout;
+	e.attr_timeout = kernel_timeout(o->fs->cfg.attr_timeout, o->ttl);
+	e.entry_timeout = kernel_timeout(o->fs->cfg.entry_timeout, o->ttl);
 	if (fuse_reply_entry(o->req, &e) != 0)
 		node_forget(o->fs, e.ino, 1);
+}
+
+/* A name that does not exist: a negative entry the kernel may keep. */
+static void reply_noent_free(struct op *o)
+{
+	double t = kernel_timeout(o->fs->cfg.negative_timeout, o->ttl);
+	if (t <= 0) {
+		reply_err_free(o, ENOENT);
+		return;
+	}
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.entry_timeout = t;
+	fuse_reply_entry(o->req, &e);
+	op_free(o);
 }
 
 static void entry_finish(void *arg)
@@ -420,9 +479,16 @@ static void entry_lstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
-		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		int err = r->err ? reply_errno(r) : EIO;
+		if (err == ENOENT && r->type == SSH_FXP_STATUS)
+			cache_put_noent(o->fs->cache, o->path, o->gen);
+		if (err == ENOENT && o->lookup)
+			reply_noent_free(o);
+		else
+			reply_err_free(o, err);
 		return;
 	}
+	cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
 }
 
@@ -434,7 +500,19 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_err_free(o, errno);
 		return;
 	}
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+	o->lookup = true;
+	switch (cache_get_attrs(o->fs->cache, o->path, &o->attrs, &o->ttl)) {
+	case CACHE_HIT:
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
+		return;
+	case CACHE_NOENT:
+		reply_noent_free(o);
+		return;
+	case CACHE_MISS:
+		break;
+	}
+	o->ttl = -1;
+	lstat_req(o, entry_lstat_cb);
 }
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -460,10 +538,12 @@ static void attr_finish(void *arg)
 	fill_stat(o->fs, &o->attrs, o->ino, &st);
 	if (o->unlinked)
 		st.st_nlink = 0;
-	fuse_reply_attr(o->req, &st, o->fs->cfg.attr_timeout);
+	fuse_reply_attr(o->req, &st, kernel_timeout(o->fs->cfg.attr_timeout, o->ttl));
 	op_free(o);
 }
 
+/* Attributes from LSTAT or FSTAT; o->path2, if set, is the live path they
+ * may be cached under. */
 static void attr_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
@@ -471,6 +551,8 @@ static void attr_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	if (o->path2)
+		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, o->gen);
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
 }
 
@@ -478,6 +560,13 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct op *o = op_new(req);
 	o->ino = ino;
+	o->path2 = node_live_path(o->fs, ino);
+	if (o->path2 && cache_get_attrs(o->fs->cache, o->path2, &o->attrs, &o->ttl) == CACHE_HIT) {
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+		return;
+	}
+	o->ttl = -1;
+	o->gen = cache_gen(o->fs->cache);
 	if (fi && fi->fh) {
 		struct file *f = file_of(fi);
 		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, f->handle, f->hlen, attr_cb, o);
@@ -497,6 +586,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void setattr_send(struct op *o);
+static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh);
 
 /* Step 0 of a setattr that needs the current attributes (to complete a
  * half-given owner or time pair, and to know whether it is a symlink). */
@@ -508,6 +598,17 @@ static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	setattr_with_current(o, &cur, true);
+}
+
+/* cur: the attributes before; fresh: from the server for this request
+ * (then the answer can be made from them: a local change shows what the
+ * server has, not what we cached). */
+static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh)
+{
+	struct sftp_attrs cur = *c;
+	o->cur = cur;
+	o->have_cur = fresh;
 	struct sftp_attrs *a = &o->attrs;
 	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    !(o->to_set & FUSE_SET_ATTR_UID))
@@ -525,9 +626,44 @@ static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 	setattr_send(o);
 }
 
+/* What a successful SETSTAT leaves, when it is certain from the attributes
+ * the server gave just before it (o->have_cur): a mode without set-id bits, an owner of a file without them
+ * (chown may clear them), times (sent as numbers, "now" included). Not a
+ * size (the server sets the mtime), not a symlink (without lsetstat the
+ * change went to its target). The result goes into o->attrs. */
+static bool setattr_result(struct op *o)
+{
+	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID |
+			      SSH_FILEXFER_ATTR_ACMODTIME;
+	struct sftp_attrs n = o->cur;
+	const struct sftp_attrs *a = &o->attrs;
+	if (!o->have_cur || (n.flags & need) != need || S_ISLNK(n.perm) ||
+	    (a->flags & SSH_FILEXFER_ATTR_SIZE) || a->flags == 0)
+		return false;
+	if (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) {
+		if (a->perm & (S_ISUID | S_ISGID))
+			return false;
+		n.perm = (n.perm & S_IFMT) | (a->perm & 07777);
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
+		if (n.perm & (S_ISUID | S_ISGID))
+			return false;
+		n.uid = a->uid;
+		n.gid = a->gid;
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
+		n.atime = a->atime;
+		n.mtime = a->mtime;
+	}
+	o->attrs = n;
+	return true;
+}
+
 static void setattr_done_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
+	if (o->path) /* (a failure may have changed a part) */
+		cache_invalidate(o->fs->cache, o->path);
 	if (r->err) {
 		int err = reply_errno(r);
 		/* The server's EPERM and EACCES both arrive as "permission
@@ -541,7 +677,15 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, err);
 		return;
 	}
+	o->path2 = node_live_path(o->fs, o->ino);
+	if (setattr_result(o)) {
+		if (o->path2)
+			cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+		return;
+	}
 	/* Answer with what the server has now. */
+	o->gen = cache_gen(o->fs->cache);
 	if (o->file)
 		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, attr_cb, o);
 	else
@@ -629,6 +773,12 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				 (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
 	bool may_be_link = !o->file && !(to_set & FUSE_SET_ATTR_SIZE);
 	if (half_owner || half_time || may_be_link) {
+		/* What the cache knows completes a pair and tells a symlink. */
+		struct sftp_attrs cur;
+		if (!o->file && cache_get_attrs(o->fs->cache, o->path, &cur, NULL) == CACHE_HIT) {
+			setattr_with_current(o, &cur, false);
+			return;
+		}
 		if (o->file)
 			sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen,
 					setattr_stat_cb, o);
@@ -649,6 +799,7 @@ static void readlink_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	cache_put_link(o->fs->cache, o->path, target, o->gen);
 	fuse_reply_readlink(o->req, target);
 	free(target);
 	op_free(o);
@@ -662,6 +813,14 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 		reply_err_free(o, ESTALE);
 		return;
 	}
+	char *target;
+	if (cache_get_link(o->fs->cache, o->path, &target)) {
+		fuse_reply_readlink(req, target);
+		g_free(target);
+		op_free(o);
+		return;
+	}
+	o->gen = cache_gen(o->fs->cache);
 	sftp_path_req(o->fs->c, SSH_FXP_READLINK, o->path, readlink_cb, o);
 }
 
@@ -704,11 +863,19 @@ static void make_entry_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
+		cache_invalidate_entry(o->fs->cache, o->path);
 		if (!failure_refined(o, r, REFINE_CREATE, o->path))
 			reply_err_free(o, reply_errno(r));
 		return;
 	}
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+	/* A new name in the parent; a hard link's source has one more link;
+	 * a new directory is empty. */
+	cache_entry_added(o->fs->cache, o->path);
+	if (o->path2)
+		cache_invalidate(o->fs->cache, o->path2);
+	if (o->flags == O_DIRECTORY)
+		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
+	lstat_req(o, entry_lstat_cb);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -723,6 +890,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	attrs_clear(&a);
 	a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
 	a.perm = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	o->flags = O_DIRECTORY;
 	struct sftp_msg *m = sftp_msg_new(SSH_FXP_MKDIR);
 	wire_put_cstring(sftp_msg_buf(m), o->path);
 	attrs_put(sftp_msg_buf(m), &a);
@@ -766,11 +934,14 @@ static void unlink_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
+		/* What we had cached may be why it was asked: ask again next time. */
+		cache_invalidate_entry(o->fs->cache, o->path);
 		if (!failure_refined(o, r, o->step, o->path))
 			reply_err_free(o, reply_errno(r));
 		return;
 	}
 	node_detach(o->fs, o->path);
+	cache_entry_removed(o->fs->cache, o->path, o->step == REFINE_RMDIR);
 	reply_err_free(o, 0);
 }
 
@@ -813,6 +984,8 @@ static void rename_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
+		cache_invalidate_entry(o->fs->cache, o->path);
+		cache_invalidate_entry(o->fs->cache, o->path2);
 		if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE) {
 			sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path2, rename_refine_cb, o);
 			return;
@@ -821,6 +994,7 @@ static void rename_cb(void *arg, struct sftp_reply *r)
 		return;
 	}
 	node_rename(o->fs, o->path, o->path2);
+	cache_rename(o->fs->cache, o->path, o->path2);
 	reply_err_free(o, 0);
 }
 
@@ -882,6 +1056,7 @@ static void create_fstat_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), create_finish, o);
 }
 
@@ -917,6 +1092,10 @@ static void open_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, reply_errno(r));
 		return;
 	}
+	if (o->flags & O_CREAT)
+		cache_entry_added(o->fs->cache, o->path);
+	else if (o->flags & O_TRUNC)
+		cache_invalidate(o->fs->cache, o->path);
 	o->file = file_from_reply(r, o->ino);
 	if (!o->file) {
 		reply_err_free(o, EIO);
@@ -925,10 +1104,11 @@ static void open_cb(void *arg, struct sftp_reply *r)
 	if (o->step == 2) { /* mknod: a file is made; no handle is wanted */
 		file_close_quietly(o->fs, o->file);
 		o->file = NULL;
-		sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+		lstat_req(o, entry_lstat_cb);
 		return;
 	}
 	if (o->step == 1) { /* create: the entry needs attributes */
+		o->gen = cache_gen(o->fs->cache);
 		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen,
 				create_fstat_cb, o);
 		return;
@@ -1148,13 +1328,13 @@ static void write_part_cb(void *arg, struct sftp_reply *r)
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	(void)ino;
 	struct fs *fs = fuse_req_userdata(req);
 	struct file *f = file_of(fi);
 	if (size == 0) {
 		fuse_reply_write(req, 0);
 		return;
 	}
+	cache_changed_ino(fs, ino);
 	struct write_op *wo = g_new0(struct write_op, 1);
 	wo->req = req;
 	wo->size = size;
@@ -1172,8 +1352,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)fi;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		cache_changed_ino(fuse_req_userdata(req), ino);
 	/* Every write was acknowledged before it returned. */
 	fuse_reply_err(req, 0);
 }
@@ -1193,8 +1373,9 @@ static void release_cb(void *arg, struct sftp_reply *r)
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
 	struct op *o = op_new(req);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		cache_changed_ino(o->fs, ino);
 	o->file = file_of(fi);
 	node_remove_file(o->fs, o->file->ino, o->file);
 	sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, o->file->handle, o->file->hlen, release_cb, o);
@@ -1220,17 +1401,77 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 struct dirent_rec {
 	char *name;
 	struct sftp_attrs attrs;
+	double ttl;           /* from our cache: seconds left; fresh: < 0 */
 };
 
 struct dir {
 	fuse_ino_t ino;
 	uint8_t handle[SFTP_MAX_HANDLE_LEN];
-	uint32_t hlen;
+	uint32_t hlen;        /* 0: the listing came from our cache */
 	char *path;
 	GArray *entries;      /* struct dirent_rec, in server order */
 	bool eof;
+	bool partial;         /* entries were dropped: do not cache the listing */
+	uint64_t gen;         /* cache generation at OPENDIR */
 	pthread_mutex_t lock;
 };
+
+static void dir_free(struct dir *d)
+{
+	for (guint i = 0; i < d->entries->len; i++)
+		free(g_array_index(d->entries, struct dirent_rec, i).name);
+	g_array_free(d->entries, TRUE);
+	pthread_mutex_destroy(&d->lock);
+	g_free(d->path);
+	g_free(d);
+}
+
+static struct dir *dir_new(struct op *o)
+{
+	struct dir *d = g_new0(struct dir, 1);
+	d->path = o->path;
+	d->ino = o->ino;
+	d->gen = o->gen;
+	o->path = NULL;
+	d->entries = g_array_new(FALSE, FALSE, sizeof(struct dirent_rec));
+	pthread_mutex_init(&d->lock, NULL);
+	return d;
+}
+
+static void dir_add(struct dir *d, const char *name, const struct sftp_attrs *a, double ttl)
+{
+	struct dirent_rec e = { .name = strdup(name), .attrs = *a, .ttl = ttl };
+	g_array_append_val(d->entries, e);
+}
+
+static void dir_add_cached(void *arg, const char *name, const struct sftp_attrs *a, double ttl)
+{
+	dir_add(arg, name, a, ttl);
+}
+
+/* The whole listing from our cache: no handle on the server. */
+static bool dir_from_cache(struct op *o)
+{
+	struct dir *d = dir_new(o);
+	struct sftp_attrs dot;
+	attrs_clear(&dot);
+	dot.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+	dot.perm = S_IFDIR | 0755;
+	dir_add(d, ".", &dot, -1);
+	dir_add(d, "..", &dot, -1);
+	if (!cache_get_dir(o->fs->cache, d->path, dir_add_cached, d)) {
+		o->path = d->path;
+		d->path = NULL;
+		dir_free(d);
+		return false;
+	}
+	d->eof = true;
+	o->fi.fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(o->req, &o->fi) != 0)
+		dir_free(d);
+	op_free(o);
+	return true;
+}
 
 static void opendir_cb(void *arg, struct sftp_reply *r)
 {
@@ -1247,14 +1488,9 @@ static void opendir_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, EIO);
 		return;
 	}
-	struct dir *d = g_new0(struct dir, 1);
+	struct dir *d = dir_new(o);
 	memcpy(d->handle, h, hlen);
 	d->hlen = hlen;
-	d->path = o->path;
-	d->ino = o->ino;
-	o->path = NULL;
-	d->entries = g_array_new(FALSE, FALSE, sizeof(struct dirent_rec));
-	pthread_mutex_init(&d->lock, NULL);
 	o->fi.fh = (uint64_t)(uintptr_t)d;
 	if (fuse_reply_open(o->req, &o->fi) != 0) {
 		struct file *f = g_new0(struct file, 1);
@@ -1275,6 +1511,9 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	o->fi = *fi;
 	o->ino = ino;
+	if (dir_from_cache(o))
+		return;
+	o->gen = cache_gen(o->fs->cache);
 	sftp_path_req(o->fs->c, SSH_FXP_OPENDIR, o->path, opendir_cb, o);
 }
 
@@ -1335,8 +1574,8 @@ static void readdir_fill(struct readdir_op *rd)
 				path = join_path(d->path, e->name);
 				ep.ino = node_ref(fs, path);
 				ep.generation = 1;
-				ep.attr_timeout = fs->cfg.attr_timeout;
-				ep.entry_timeout = fs->cfg.entry_timeout;
+				ep.attr_timeout = kernel_timeout(fs->cfg.attr_timeout, e->ttl);
+				ep.entry_timeout = kernel_timeout(fs->cfg.entry_timeout, e->ttl);
 			}
 			fill_stat(fs, &e->attrs, ep.ino, &ep.attr);
 			if (dots) /* no lookup is made, but readdir(3) skips inode 0 */
@@ -1370,12 +1609,37 @@ static void readdir_fill(struct readdir_op *rd)
 static void readdir_more(struct readdir_op *rd);
 static void readdir_go_on(void *arg);
 
+/* readdirplus for us too: each entry's attributes go into the cache. */
+static void dir_cache_entry(struct fs *fs, struct dir *d, const struct dirent_rec *e)
+{
+	if (!cache_enabled(fs->cache) || strcmp(e->name, ".") == 0 || strcmp(e->name, "..") == 0)
+		return;
+	char *path = join_path(d->path, e->name);
+	cache_put_attrs(fs->cache, path, &e->attrs, d->gen);
+	g_free(path);
+}
+
+/* The whole listing has arrived (d->lock is not held). */
+static void dir_cache_listing(struct fs *fs, struct dir *d)
+{
+	if (!cache_enabled(fs->cache) || d->partial)
+		return;
+	pthread_mutex_lock(&d->lock);
+	const char **names = g_new(const char *, d->entries->len + 1);
+	for (guint i = 0; i < d->entries->len; i++)
+		names[i] = g_array_index(d->entries, struct dirent_rec, i).name;
+	cache_put_dir(fs->cache, d->path, names, d->entries->len, d->gen);
+	g_free(names);
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void readdir_cb(void *arg, struct sftp_reply *r)
 {
 	struct readdir_op *rd = arg;
 	struct dir *d = rd->d;
 	if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF) {
 		d->eof = true;
+		dir_cache_listing(rd->fs, d);
 		readdir_fill(rd);
 		return;
 	}
@@ -1394,10 +1658,11 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 	pthread_mutex_lock(&d->lock);
 	size_t o_first = d->entries->len;
 	for (uint32_t i = 0; i < count; i++) {
-		struct dirent_rec e;
+		struct dirent_rec e = { .ttl = -1 };
 		char *longname;
 		if (wire_get_cstring(&r->body, &e.name, 4096)) {
 			log_error("malformed READDIR reply from the server");
+			d->partial = true;
 			break;
 		}
 		longname = NULL;
@@ -1405,15 +1670,18 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 			log_error("malformed READDIR reply from the server");
 			free(longname);
 			free(e.name);
+			d->partial = true;
 			break;
 		}
 		free(longname);
 		if (!name_ok(e.name)) {
 			log_error("server sent an invalid name in a directory listing: \"%s\"", e.name);
 			free(e.name);
+			d->partial = true;
 			continue;
 		}
 		g_array_append_val(d->entries, e);
+		dir_cache_entry(rd->fs, d, &e);
 	}
 	pthread_mutex_unlock(&d->lock);
 	rd->last_count = count;
@@ -1475,22 +1743,16 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	readdir_common(req, size, off, fi, true);
 }
 
-static void dir_free(struct dir *d)
-{
-	for (guint i = 0; i < d->entries->len; i++)
-		free(g_array_index(d->entries, struct dirent_rec, i).name);
-	g_array_free(d->entries, TRUE);
-	pthread_mutex_destroy(&d->lock);
-	g_free(d->path);
-	g_free(d);
-}
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct op *o = op_new(req);
 	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
-	sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, d->handle, d->hlen, status_cb, o);
+	if (d->hlen)
+		sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, d->handle, d->hlen, status_cb, o);
+	else
+		reply_err_free(o, 0);
 	dir_free(d);
 }
 
@@ -1560,6 +1822,8 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	sftp_submit(o->fs->c, m, statfs_cb, o);
 }
 
+static void access_check(struct op *o, const struct sftp_attrs *a);
+
 static void access_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
@@ -1568,8 +1832,13 @@ static void access_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	access_check(o, &a);
+}
+
+static void access_check(struct op *o, const struct sftp_attrs *a)
+{
 	struct stat st;
-	fill_stat(o->fs, &a, o->ino, &st);
+	fill_stat(o->fs, a, o->ino, &st);
 	int mask = o->flags;
 	const struct fuse_ctx *ctx = fuse_req_ctx(o->req);
 	int err = 0;
@@ -1598,6 +1867,13 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	o->path = node_path(o->fs, ino);
 	if (!o->path) {
 		reply_err_free(o, ESTALE);
+		return;
+	}
+	/* access(2) has followed symlinks already: lstat's answer is stat's. */
+	struct sftp_attrs a;
+	if (cache_get_attrs(o->fs->cache, o->path, &a, NULL) == CACHE_HIT &&
+	    (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && !S_ISLNK(a.perm)) {
+		access_check(o, &a);
 		return;
 	}
 	sftp_path_req(o->fs->c, SSH_FXP_STAT, o->path, access_cb, o);
@@ -1653,8 +1929,8 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			       struct fuse_file_info *fi_out, size_t len, int flags)
 {
 	(void)ino_in;
-	(void)ino_out;
 	struct fs *fs = fuse_req_userdata(req);
+	cache_changed_ino(fs, ino_out);
 	if (flags != 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -1679,6 +1955,11 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	(void)userdata;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* READDIR carries every entry's attributes: always hand them to the
+	 * kernel (readdirplus), not only on the first call for a directory. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	/* Keep O_APPEND and our own writes exact: no writeback cache yet. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->max_write = 1024 * 1024;
@@ -1722,6 +2003,11 @@ const struct fuse_lowlevel_ops *fs_ops(void)
 	return &ops;
 }
 
+struct cache *fs_cache(struct fs *fs)
+{
+	return fs->cache;
+}
+
 static guint ino_hash(gconstpointer p)
 {
 	fuse_ino_t v = *(const fuse_ino_t *)p;
@@ -1743,6 +2029,7 @@ struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 	fs->by_ino = g_hash_table_new(ino_hash, ino_equal);
 	fs->by_path = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->next_ino = FUSE_ROOT_ID + 1;
+	fs->cache = cache_new(&cfg->cache);
 	struct node *root = g_new0(struct node, 1);
 	root->ino = FUSE_ROOT_ID;
 	root->path = g_strdup(cfg->root);
@@ -1766,6 +2053,7 @@ void fs_free(struct fs *fs)
 	}
 	g_hash_table_destroy(fs->by_ino);
 	g_hash_table_destroy(fs->by_path);
+	cache_free(fs->cache);
 	pthread_mutex_destroy(&fs->lock);
 	g_free(fs->cfg.root);
 	g_free(fs);
