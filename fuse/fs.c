@@ -311,6 +311,21 @@ static bool node_unlinked_handle(struct fs *fs, fuse_ino_t ino, struct file *out
 	return found;
 }
 
+/* A copy of a handle ino is open with, if any (a setattr on it then goes
+ * by handle, behind the file's writes). */
+static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
+{
+	bool found = false;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n && n->files) {
+		*out = *(struct file *)n->files->data;
+		found = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return found;
+}
+
 struct op {
 	struct fs *fs;
 	fuse_req_t req;
@@ -523,12 +538,58 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 		sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, attr_cb, o);
 }
 
+/* FSETSTAT and the FSTAT for the answer, sent together: one round trip. */
+struct fset_join {
+	struct op *o;
+	int left;
+	int set_err, stat_err;
+};
+
+static void fset_join_done(struct fset_join *j)
+{
+	struct op *o = j->o;
+	int set_err = j->set_err, stat_err = j->stat_err;
+	g_free(j);
+	if (set_err) {
+		setattr_done_cb(o, &(struct sftp_reply){ .type = SSH_FXP_STATUS, .err = set_err });
+		return;
+	}
+	if (stat_err) {
+		reply_err_free(o, stat_err);
+		return;
+	}
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+}
+
+static void fset_set_cb(void *arg, struct sftp_reply *r)
+{
+	struct fset_join *j = arg;
+	j->set_err = r->err ? reply_errno(r) : 0;
+	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
+		fset_join_done(j);
+}
+
+static void fset_stat_cb(void *arg, struct sftp_reply *r)
+{
+	struct fset_join *j = arg;
+	j->stat_err = r->err ? reply_errno(r) : sftp_reply_attrs(r, &j->o->attrs);
+	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
+		fset_join_done(j);
+}
+
 static void setattr_send(struct op *o)
 {
 	struct sftp_msg *m;
 	if (o->file) {
 		m = sftp_msg_new(SSH_FXP_FSETSTAT);
 		wire_put_string(sftp_msg_buf(m), o->file->handle, o->file->hlen);
+		attrs_put(sftp_msg_buf(m), &o->attrs);
+		struct fset_join *j = g_new0(struct fset_join, 1);
+		j->o = o;
+		j->left = 2;
+		sftp_submit(o->fs->c, m, fset_set_cb, j);
+		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, fset_stat_cb, j);
+		return;
 	} else if (S_ISLNK(o->mode) && (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT) &&
 		   !(o->attrs.flags & SSH_FILEXFER_ATTR_SIZE)) {
 		/* A symlink's own attributes, not its target's. */
@@ -559,7 +620,8 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	o->path = node_path(o->fs, ino);
 	if (fi && fi->fh)
 		o->file = file_of(fi);
-	else if (node_unlinked_handle(o->fs, ino, &o->tmpfile))
+	else if (node_unlinked_handle(o->fs, ino, &o->tmpfile) ||
+		 node_open_handle(o->fs, ino, &o->tmpfile))
 		o->file = &o->tmpfile;
 	if (!o->path && !o->file) {
 		reply_err_free(o, ESTALE);
