@@ -29,6 +29,10 @@ struct fs_config {
 	bool readonly;
 	bool disable_hardlink; /* link(2) fails with ENOSYS, as sshfs's option */
 	struct idmap *idmap;   /* owners: remote <-> local (NULL: shown as they are) */
+	bool sync_writes;      /* -o sshfs_sync: a write returns once the server has it */
+	bool no_readahead;     /* -o no_readahead: read only what the kernel asks for */
+	bool kernel_cache;     /* -o kernel_cache: the kernel keeps file pages across opens */
+	bool auto_cache;       /* -o auto_cache: ... while a file's mtime and size stay */
 };
 
 struct fs;
