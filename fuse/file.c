@@ -275,7 +275,7 @@ static void run_waiters(GSList *list)
 
 static bool file_idle_locked(const struct file *f)
 {
-	return f->reqs == 0 && (!f->fn || f->fn->parked.length == 0);
+	return f->reqs == 0 && f->parked == 0;
 }
 
 static bool node_idle_locked(const struct fnode *fn)
@@ -351,6 +351,7 @@ static GSList *unpark_locked(struct files *fl)
 		while ((w = g_queue_peek_head(&fn->parked)) &&
 		       room_locked(fl, fn, parts_of(w->f, w->size), w->size)) {
 			g_queue_pop_head(&fn->parked);
+			w->f->parked--;
 			account_locked(w, parts_of(w->f, w->size));
 			go = g_slist_prepend(go, w);
 		}
@@ -474,6 +475,7 @@ void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, of
 		/* over the bound: answered when acknowledgements make room */
 		w->data = g_memdup2(buf, size);
 		g_queue_push_tail(&fn->parked, w);
+		f->parked++;
 		if (!fn->blocked) {
 			fn->blocked = true;
 			g_queue_push_tail(&fl->blocked, fn);

@@ -44,6 +44,7 @@ struct file {
 	int refs;               /* the open file, each write and read in flight */
 	int err;                /* a write-behind error not yet reported */
 	unsigned reqs;          /* WRITE requests of this file not yet answered */
+	unsigned parked;        /* its writes waiting for room */
 	GSList *waiters;        /* run when reqs drops to 0 and nothing is parked */
 	struct ra *ra;
 };
