@@ -22,6 +22,7 @@
 #include "fs.h"
 #include "idmap.h"
 #include "log.h"
+#include "master.h"
 #include "sftp-client.h"
 #include "sftp-proto.h"
 #include "target.h"
@@ -49,6 +50,7 @@ struct options {
 	bool sloppy;          /* mount -s: unknown options are not fatal */
 	char *setuid_user;    /* -o setuid=USER */
 	char *idmap, *uidfile, *gidfile, *nomap;
+	char *ctl_cmd;        /* -O check|exit|stop|status */
 };
 
 /* Static, so that what an early exit leaves allocated is still reachable
@@ -351,13 +353,13 @@ static int parse_args(struct options *o, int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *arg = NULL;
-		if (a[0] == '-' && a[1] && strchr("opF", a[1]) && !a[2]) {
+		if (a[0] == '-' && a[1] && strchr("opFO", a[1]) && !a[2]) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "hashi: option '%s' needs an argument\n", a);
 				return -1;
 			}
 			arg = argv[++i];
-		} else if (a[0] == '-' && a[1] && strchr("opF", a[1]) && a[2]) {
+		} else if (a[0] == '-' && a[1] && strchr("opFO", a[1]) && a[2]) {
 			arg = a + 2;
 		}
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -396,6 +398,9 @@ static int parse_args(struct options *o, int argc, char **argv)
 			add_ssh_opt(o, "Port", arg);
 		} else if (a[0] == '-' && a[1] == 'F') {
 			o->topts.config_file = xstrdup(arg);
+		} else if (a[0] == '-' && a[1] == 'O') {
+			free(o->ctl_cmd);
+			o->ctl_cmd = xstrdup(arg);
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "hashi: unknown option '%s'\n", a);
 			return -1;
@@ -423,6 +428,7 @@ static void options_free(struct options *o)
 	free(o->uidfile);
 	free(o->gidfile);
 	free(o->nomap);
+	free(o->ctl_cmd);
 	free(saved_password);
 	saved_password = NULL;
 	free(o->topts.config_file);
@@ -591,7 +597,8 @@ static char **openssh_argv(const struct options *o, const char *user, const char
 		g_ptr_array_add(a, g_strdup(o->topts.config_file));
 	}
 	for (int i = 0; i < o->topts.n; i++)
-		g_ptr_array_add(a, g_strdup_printf("-o%s", o->topts.opts[i]));
+		if (strncasecmp(o->topts.opts[i], "Control", 7) != 0) /* (libssh2's alone) */
+			g_ptr_array_add(a, g_strdup_printf("-o%s", o->topts.opts[i]));
 	if (user) {
 		g_ptr_array_add(a, g_strdup("-l"));
 		g_ptr_array_add(a, g_strdup(user));
@@ -616,6 +623,28 @@ static bool have_ssh(void)
 	return ok;
 }
 
+
+static bool ssh_opt_given(const struct options *o, const char *kw)
+{
+	size_t l = strlen(kw);
+	for (int i = 0; i < o->topts.n; i++)
+		if (strncasecmp(o->topts.opts[i], kw, l) == 0 && o->topts.opts[i][l] == '=')
+			return true;
+	return false;
+}
+
+struct ssh_connect_ctx {
+	const struct ssh_target *t;
+	bool rsa_only;
+};
+
+static struct transport *ssh_connect(void *arg, char *err, size_t errlen)
+{
+	struct ssh_connect_ctx *x = arg;
+	return transport_ssh_connect(x->t, &x->rsa_only, err, errlen);
+}
+
+static unsigned n_connects;
 
 static struct transport *connect_transport(struct options *o, const char *user, const char *host,
 					   const char *dir, char *err, size_t errlen)
@@ -645,8 +674,13 @@ static struct transport *connect_transport(struct options *o, const char *user, 
 		}
 		if (o->reconnecting)
 			t.batch_mode = true; /* nobody is at a terminal now */
-		bool rsa_only = false;
-		struct transport *tr = transport_ssh_connect(&t, &rsa_only, err, errlen);
+		struct ssh_connect_ctx x = { &t, false };
+		struct master_settings ms;
+		struct transport *tr = NULL;
+		if (master_settings_get(&t, ssh_opt_given(o, "ControlPath"), &ms, err, errlen) == 0)
+			tr = master_transport(&ms, o->mountpoint, n_connects++, ssh_connect, &x, err,
+					      errlen);
+		bool rsa_only = x.rsa_only;
 		target_free(&t);
 		if (tr || !rsa_only || !have_ssh())
 			return tr;
@@ -739,6 +773,52 @@ static char *resolve_root(struct sftp_client *c, const char *dir, bool check,
 	return root;
 }
 
+/* hashi -O check|exit|stop|status [user@]host: as ssh -O. */
+static int control_command(struct options *opt)
+{
+	char err[1024];
+	if (!opt->source) {
+		fprintf(stderr, "hashi: -O %s needs a [user@]host\n", opt->ctl_cmd);
+		return 255;
+	}
+	log_init("hashi", opt->debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, true);
+	char *spec = strchr(opt->source, ':') ? xstrdup(opt->source)
+					       : g_strdup_printf("%s:", opt->source);
+	char *u = NULL, *h = NULL, *d = NULL;
+	struct ssh_target t;
+	struct master_settings ms;
+	memset(&t, 0, sizeof(t));
+	int ret = 255;
+	if (target_split(spec, &u, &h, &d, err, sizeof(err)) < 0 ||
+	    target_resolve(&t, u, h, "", &opt->topts, err, sizeof(err)) < 0 ||
+	    master_settings_get(&t, ssh_opt_given(opt, "ControlPath"), &ms, err, sizeof(err)) < 0)
+		fprintf(stderr, "hashi: %s\n", err);
+	else if (!ms.path[0])
+		fprintf(stderr, "No ControlPath specified for \"-O\" command\n");
+	else
+		ret = master_command(opt->ctl_cmd, ms.path);
+	target_free(&t);
+	free(u);
+	free(h);
+	free(d);
+	g_free(spec);
+	options_free(opt);
+	return ret;
+}
+
+/* hashi -O status: what this mount's engine says. */
+static void mount_stats(void *arg, struct master_stats *s)
+{
+	struct sftp_client_stats cs;
+	sftp_client_get_stats(arg, &cs);
+	s->connected = cs.connected;
+	s->in_flight = cs.in_flight;
+	s->bytes_sent = cs.bytes_sent;
+	s->bytes_received = cs.bytes_received;
+	s->reconnects = cs.reconnects;
+	/* CACHE STATS SLOT: s->cache_hits and s->cache_lookups, from the
+	 * cache's counters once fs.c exposes them (0 lookups shows "n/a"). */
+}
 
 int main(int argc, char **argv)
 {
@@ -767,6 +847,8 @@ int main(int argc, char **argv)
 		fuse_lowlevel_version(); /* "using FUSE kernel interface version 7.N" */
 		return 0;
 	}
+	if (o.ctl_cmd)
+		return control_command(&o);
 	if (!o.source || !o.mountpoint) {
 		fprintf(stderr, "hashi: %s\nsee 'hashi -h' for usage\n",
 			!o.source ? "missing host:dir argument" : "missing mountpoint");
@@ -902,6 +984,7 @@ int main(int argc, char **argv)
 	sftp_client_set_keepalive(c, ka_interval, ka_count);
 	if (!o.noreconnect && !o.passive)
 		sftp_client_set_reconnect(c, reconnect_transport, &o, o.timeout_s);
+	master_start();
 	if (sftp_client_start(c) != 0) {
 		log_error("cannot start the I/O thread");
 		fuse_session_unmount(se);
@@ -909,12 +992,15 @@ int main(int argc, char **argv)
 	}
 	/* 0 at unmount; a positive number is the signal (SIGTERM, SIGINT) that
 	 * ended the loop, which is a clean unmount too. */
+	master_set_stats(mount_stats, c);
 	int ret = fuse_session_loop(se);
 	if (ret > 0)
 		ret = 0;
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
+	master_linger(); /* while other mounts borrow our connection */
+	master_shutdown();
 	sftp_client_free(c);
 	fs_free(fs);
 	fuse_opt_free_args(&args);

@@ -21,6 +21,10 @@
 
 struct ssh_target;
 
+/* The most pollfds a transport may ask for (the master's has one for each
+ * channel it lends). */
+#define TRANSPORT_MAX_POLLFDS 64
+
 struct transport;
 
 struct transport_ops {
