@@ -175,6 +175,11 @@ struct lend {
 	struct transport *inner;
 	struct relay *relays;
 	int n_inner; /* how many of the pollfds are the inner transport's */
+	/* A channel opened ahead, its sftp-server started: sshd takes far
+	 * longer to start a session than we take to relay it, so the next
+	 * borrower finds one ready. */
+	struct transport_chan *spare;
+	bool spare_failed; /* (the server refused it: until a channel closes) */
 };
 
 static struct {
@@ -359,13 +364,18 @@ static void take_borrowers(struct lend *l)
 			r->up = malloc(RELAY_BUF);
 			r->down = malloc(RELAY_BUF);
 		}
+		if (r != NULL && l->spare != NULL && n < MAX_RELAYS) {
+			r->ch = l->spare;
+			l->spare = NULL;
+			transport_chan_want_read(r->ch, true);
+		}
 		if (r == NULL || r->up == NULL || r->down == NULL || n >= MAX_RELAYS ||
-		    (r->ch = transport_chan_open(l->inner)) == NULL) {
+		    (r->ch == NULL && (r->ch = transport_chan_open(l->inner)) == NULL)) {
 			send_fail(q->fd, MUX_FAIL_BUSY, "the master lends no more channels");
 			close(q->fd);
 			if (r != NULL) {
 				r->fd = -1;
-				relay_free(r, false);
+				relay_free(r, true);
 			}
 			borrowers_add(-1);
 		} else {
@@ -385,12 +395,29 @@ static void take_borrowers(struct lend *l)
 	}
 }
 
+/* Keep a spare channel opening or open while we listen. */
+static void keep_spare(struct lend *l)
+{
+	if (l->spare != NULL && transport_chan_status(l->spare) < 0) {
+		log_debug("no spare channel: %s", transport_chan_error(l->spare));
+		transport_chan_close(l->spare);
+		l->spare = NULL;
+		l->spare_failed = true;
+	}
+	if (l->spare == NULL && !l->spare_failed && M.lfd >= 0) {
+		l->spare = transport_chan_open(l->inner);
+		if (l->spare != NULL)
+			transport_chan_want_read(l->spare, false);
+	}
+}
+
 static void lend_work(struct lend *l)
 {
 	pthread_mutex_lock(&M.lock);
 	transport_chans_service(l->inner);
 	if (M.queue != NULL)
 		take_borrowers(l);
+	keep_spare(l);
 	for (struct relay **pp = &l->relays; *pp != NULL;) {
 		struct relay *r = *pp;
 		bool keep = true;
@@ -417,6 +444,7 @@ static void lend_work(struct lend *l)
 			*pp = r->next;
 			relay_free(r, true);
 			borrowers_add(-1);
+			l->spare_failed = false;
 		} else {
 			pp = &r->next;
 		}
