@@ -64,6 +64,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: hashi [user@]host:[dir] mountpoint [options]\n"
+"       hashi -O check|exit|stop|status [user@]host [options]\n"
 "\n"
 "Mount a remote directory over SSH (SFTP), as sshfs does.\n"
 "\n"
@@ -96,6 +97,19 @@ static void usage(FILE *f)
 "    -o timeout=S           how long a request waits for a reconnect (default 60; 0: for ever)\n"
 "    -o ServerAliveInterval=S, ServerAliveCountMax=N  dead-peer check (default 10 s, 3;\n"
 "                           ServerAliveInterval=0 turns it off)\n"
+"\n"
+"connection sharing (as ssh's; the built-in libssh2 connection only):\n"
+"    -o ControlMaster=auto  share one connection between the mounts of user@host:port: the\n"
+"                           first becomes the master, later ones borrow an SFTP channel on\n"
+"                           its connection (no TCP, key exchange or login); yes: be the\n"
+"                           master; no (the default): never be one (but borrow from the\n"
+"                           master at a ControlPath that is set)\n"
+"    -o ControlPath=PATH    the master's socket (%%h %%p %%r %%u %%C %%%% as ssh; default\n"
+"                           $XDG_RUNTIME_DIR/hashi/%%C, else ~/.ssh/hashi/%%C; none: off)\n"
+"    -o ControlPersist=yes|no|S  how long a master whose own mount is gone stays for new\n"
+"                           borrowers (it always stays while borrowers remain)\n"
+"    -O check|exit|stop|status [user@]host  ask the master for host, as ssh -O (status:\n"
+"                           each mount's connection, requests in flight, bytes, reconnects)\n"
 "\n"
 "cache options:\n"
 "    -o entry_timeout=S     seconds the kernel keeps names (default 1)\n"
@@ -624,13 +638,29 @@ static bool have_ssh(void)
 }
 
 
-static bool ssh_opt_given(const struct options *o, const char *kw)
+/* The value of -o kw=value (the last one given), or NULL. */
+static const char *ssh_opt_value(const struct options *o, const char *kw)
 {
 	size_t l = strlen(kw);
+	const char *v = NULL;
 	for (int i = 0; i < o->topts.n; i++)
 		if (strncasecmp(o->topts.opts[i], kw, l) == 0 && o->topts.opts[i][l] == '=')
-			return true;
-	return false;
+			v = o->topts.opts[i] + l + 1;
+	return v;
+}
+
+/* The control socket as -o ControlPath= and the rest say (none: off). */
+static int control_settings(const struct options *o, const struct ssh_target *t,
+			    struct master_settings *ms, char *err, size_t errlen)
+{
+	const char *cp = ssh_opt_value(o, "ControlPath");
+	if (master_settings_get(t, cp != NULL, ms, err, errlen) < 0)
+		return -1;
+	if (cp != NULL && strcasecmp(cp, "none") == 0) {
+		ms->control_master = TARGET_CM_NO;
+		ms->path[0] = '\0';
+	}
+	return 0;
 }
 
 struct ssh_connect_ctx {
@@ -677,7 +707,7 @@ static struct transport *connect_transport(struct options *o, const char *user, 
 		struct ssh_connect_ctx x = { &t, false };
 		struct master_settings ms;
 		struct transport *tr = NULL;
-		if (master_settings_get(&t, ssh_opt_given(o, "ControlPath"), &ms, err, errlen) == 0)
+		if (control_settings(o, &t, &ms, err, errlen) == 0)
 			tr = master_transport(&ms, o->mountpoint, n_connects++, ssh_connect, &x, err,
 					      errlen);
 		bool rsa_only = x.rsa_only;
@@ -791,7 +821,7 @@ static int control_command(struct options *opt)
 	int ret = 255;
 	if (target_split(spec, &u, &h, &d, err, sizeof(err)) < 0 ||
 	    target_resolve(&t, u, h, "", &opt->topts, err, sizeof(err)) < 0 ||
-	    master_settings_get(&t, ssh_opt_given(opt, "ControlPath"), &ms, err, sizeof(err)) < 0)
+	    control_settings(opt, &t, &ms, err, sizeof(err)) < 0)
 		fprintf(stderr, "hashi: %s\n", err);
 	else if (!ms.path[0])
 		fprintf(stderr, "No ControlPath specified for \"-O\" command\n");

@@ -588,13 +588,15 @@ static char *status_text(void)
 	g_string_append_printf(s, "Master running (pid=%d), %s, %d borrowed channel(s)\n",
 			       (int)getpid(),
 			       M.lend != NULL ? "connected" : "reconnecting", M.borrowers);
-	g_string_append_printf(s,
-			       "pid %d (master): %s; %llu requests in flight; sent %s, "
-			       "received %s; %u reconnects; cache hits %s\n",
-			       (int)getpid(),
-			       M.stats_fn == NULL ? "not mounted" :
-			       st.connected ? "connected" : "reconnecting",
-			       (unsigned long long)st.in_flight, a, b, st.reconnects, hits);
+	if (M.stats_fn == NULL)
+		g_string_append_printf(s, "pid %d (master): unmounted, kept for the borrowers\n",
+				       (int)getpid());
+	else
+		g_string_append_printf(s,
+				       "pid %d (master): %s; %llu requests in flight; sent %s, "
+				       "received %s; %u reconnects; cache hits %s\n",
+				       (int)getpid(), st.connected ? "connected" : "reconnecting",
+				       (unsigned long long)st.in_flight, a, b, st.reconnects, hits);
 	for (struct relay *r = M.lend != NULL ? M.lend->relays : NULL; r != NULL; r = r->next) {
 		uint64_t fl = r->f_up.packets > r->f_down.packets ?
 				      r->f_up.packets - r->f_down.packets : 0;
@@ -961,7 +963,9 @@ void master_linger(void)
 			wait_until(NULL);
 			continue;
 		}
-		int secs = M.persist > 0 ? M.persist : LINGER_GRACE_S;
+		/* ControlPersist=no: leave now, unless the borrowers were cut
+		 * off by a broken connection and are about to come back */
+		int secs = M.persist > 0 ? M.persist : M.lend == NULL ? LINGER_GRACE_S : 0;
 		if (M.lfd < 0)
 			secs = 0; /* stopped listening: nobody new can come */
 		struct timespec dl;
