@@ -1022,7 +1022,7 @@ int main(int argc, char **argv)
 	}
 	/* 0 at unmount; a positive number is the signal (SIGTERM, SIGINT) that
 	 * ended the loop, which is a clean unmount too. */
-	master_set_stats(mount_stats, c);
+	master_set_stats(o.mountpoint, mount_stats, c);
 	int ret = fuse_session_loop(se);
 	if (ret > 0)
 		ret = 0;

@@ -195,6 +195,7 @@ static struct {
 	pthread_t thread;
 	bool thread_running;
 	char path[108];
+	char mountpoint[4096];
 	int persist;
 	struct borrow_req *queue;
 	int borrowers;   /* queued or relayed */
@@ -209,9 +210,10 @@ static struct {
 	.queue_efd = -1,
 };
 
-void master_set_stats(master_stats_fn fn, void *arg)
+void master_set_stats(const char *mountpoint, master_stats_fn fn, void *arg)
 {
 	pthread_mutex_lock(&M.lock);
+	snprintf(M.mountpoint, sizeof(M.mountpoint), "%s", mountpoint);
 	M.stats_fn = fn;
 	M.stats_arg = arg;
 	pthread_mutex_unlock(&M.lock);
@@ -589,13 +591,12 @@ static char *status_text(void)
 			       (int)getpid(),
 			       M.lend != NULL ? "connected" : "reconnecting", M.borrowers);
 	if (M.stats_fn == NULL)
-		g_string_append_printf(s, "pid %d (master): unmounted, kept for the borrowers\n",
-				       (int)getpid());
+		g_string_append_printf(s, "the master's own mount: gone, kept for the borrowers\n");
 	else
 		g_string_append_printf(s,
-				       "pid %d (master): %s; %llu requests in flight; sent %s, "
-				       "received %s; %u reconnects; cache hits %s\n",
-				       (int)getpid(), st.connected ? "connected" : "reconnecting",
+				       "%s (the master's own mount): %s; %llu requests in flight; "
+				       "sent %s, received %s; %u reconnects; cache hits %s\n",
+				       M.mountpoint, st.connected ? "connected" : "reconnecting",
 				       (unsigned long long)st.in_flight, a, b, st.reconnects, hits);
 	for (struct relay *r = M.lend != NULL ? M.lend->relays : NULL; r != NULL; r = r->next) {
 		uint64_t fl = r->f_up.packets > r->f_down.packets ?
@@ -603,9 +604,9 @@ static char *status_text(void)
 		human_bytes(r->bytes_up, a, sizeof(a));
 		human_bytes(r->bytes_down, b, sizeof(b));
 		g_string_append_printf(s,
-				       "pid %d %s (borrowed channel): %s; %llu requests in flight; "
+				       "%s (borrowed channel): %s; %llu requests in flight; "
 				       "sent %s, received %s; %u reconnects; cache hits n/a\n",
-				       (int)r->pid, r->mountpoint, r->open ? "connected" : "opening",
+				       r->mountpoint, r->open ? "connected" : "opening",
 				       (unsigned long long)fl, a, b, r->reconnects);
 	}
 	pthread_mutex_unlock(&M.lock);

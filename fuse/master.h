@@ -63,7 +63,7 @@ struct master_stats {
 	uint64_t cache_hits, cache_lookups;
 };
 typedef void (*master_stats_fn)(void *arg, struct master_stats *s);
-void master_set_stats(master_stats_fn fn, void *arg);
+void master_set_stats(const char *mountpoint, master_stats_fn fn, void *arg);
 
 /* After this process's own mount is gone: while borrowers remain, and then
  * for ControlPersist, keep the connection (returns when the master may
