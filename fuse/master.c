@@ -631,6 +631,7 @@ static void stop_listening(void)
 		close(M.lfd);
 		M.lfd = -1;
 		unlink(M.path);
+		pthread_cond_broadcast(&M.cond); /* a lingering master may go */
 	}
 }
 

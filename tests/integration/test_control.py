@@ -376,3 +376,31 @@ def test_controlmaster_no_never_touches_the_socket(menv):
         cleanup(m2, m3)
     finally:
         cleanup(m1)
+
+
+def test_controlpersist_keeps_an_unmounted_master(menv):
+    """ControlPersist=yes: with no borrower at all, the master outlives its
+    mount; a later mount borrows from it (no login); -O exit ends it."""
+    a = menv.root
+    cp = ctl_path(menv.base, a, "persist")
+    opts = CM + [f"ControlPath={cp}", "ControlPersist=yes"]
+    export = menv.new_dir("exp", owner=a)
+    m1 = menv.mount("root", "openssh", export=export, opts=opts)
+    mounts = [m1]
+    try:
+        r = run_as_cmd(a, ["fusermount3", "-u", str(m1.path)])
+        assert r.returncode == 0, r.stderr
+        assert master_pid(menv, a, cp) == m1.pid
+        before = sshd_connections(menv)
+        m2 = menv.mount("root", "openssh", export=export, opts=opts)
+        mounts.append(m2)
+        assert sshd_connections(menv) == before
+        assert m2.do(write_read, m2.path / "p", b"p") == b"p"
+        assert unmount(m2) == 0
+        assert master_pid(menv, a, cp) == m1.pid, "the persisting master left"
+        r = hashi_O(menv, a, "exit", [f"ControlPath={cp}"])
+        assert r.returncode == 0, r.stderr
+        assert wait_pid(m1.pid, 30) == 0
+        m1.exit_status = 0
+    finally:
+        cleanup(*mounts)
