@@ -39,7 +39,8 @@
 
 #define RELAY_BUF (64 * 1024)
 #define MAX_RELAYS 48 /* each needs a pollfd; sshd's MaxSessions is 10 by default */
-#define LINGER_GRACE_S 3 /* ControlPersist=no: how long re-borrowers have to come back */
+#define LINGER_GRACE_S 3
+#define SPARES 1 /* channels kept open ahead of borrowers */ /* ControlPersist=no: how long re-borrowers have to come back */
 
 /* ------------------------------------------------------------------ */
 /* settings */
@@ -175,11 +176,11 @@ struct lend {
 	struct transport *inner;
 	struct relay *relays;
 	int n_inner; /* how many of the pollfds are the inner transport's */
-	/* A channel opened ahead, its sftp-server started: sshd takes far
-	 * longer to start a session than we take to relay it, so the next
-	 * borrower finds one ready. */
-	struct transport_chan *spare;
-	bool spare_failed; /* (the server refused it: until a channel closes) */
+	/* Channels opened ahead, their sftp-servers started: sshd takes far
+	 * longer to start a session (a fork and two execs) than a borrower
+	 * takes to mount, so the next borrowers find them ready. */
+	struct transport_chan *spare[SPARES];
+	bool spare_failed; /* (the server refused one: until a channel closes) */
 };
 
 static struct {
@@ -348,6 +349,21 @@ static bool relay_pump(struct relay *r)
 	return true;
 }
 
+/* The spare to lend: an open one, else one still opening; -1 if none. */
+static int take_spare(struct lend *l)
+{
+	int k = -1;
+	for (int i = 0; i < SPARES; i++) {
+		if (l->spare[i] == NULL)
+			continue;
+		if (transport_chan_status(l->spare[i]) > 0)
+			return i;
+		if (k < 0)
+			k = i;
+	}
+	return k;
+}
+
 /* New borrowers from the queue: a channel each, opened in turn. */
 static void take_borrowers(struct lend *l)
 {
@@ -366,9 +382,10 @@ static void take_borrowers(struct lend *l)
 			r->up = malloc(RELAY_BUF);
 			r->down = malloc(RELAY_BUF);
 		}
-		if (r != NULL && l->spare != NULL && n < MAX_RELAYS) {
-			r->ch = l->spare;
-			l->spare = NULL;
+		int k = take_spare(l);
+		if (r != NULL && k >= 0 && n < MAX_RELAYS) {
+			r->ch = l->spare[k];
+			l->spare[k] = NULL;
 			transport_chan_want_read(r->ch, true);
 		}
 		if (r == NULL || r->up == NULL || r->down == NULL || n >= MAX_RELAYS ||
@@ -397,19 +414,22 @@ static void take_borrowers(struct lend *l)
 	}
 }
 
-/* Keep a spare channel opening or open while we listen. */
+/* Keep the spare channels opening or open while we listen. */
 static void keep_spare(struct lend *l)
 {
-	if (l->spare != NULL && transport_chan_status(l->spare) < 0) {
-		log_debug("no spare channel: %s", transport_chan_error(l->spare));
-		transport_chan_close(l->spare);
-		l->spare = NULL;
-		l->spare_failed = true;
-	}
-	if (l->spare == NULL && !l->spare_failed && M.lfd >= 0) {
-		l->spare = transport_chan_open(l->inner);
-		if (l->spare != NULL)
-			transport_chan_want_read(l->spare, false);
+	for (int i = 0; i < SPARES; i++) {
+		struct transport_chan **sp = &l->spare[i];
+		if (*sp != NULL && transport_chan_status(*sp) < 0) {
+			log_debug("no spare channel: %s", transport_chan_error(*sp));
+			transport_chan_close(*sp);
+			*sp = NULL;
+			l->spare_failed = true;
+		}
+		if (*sp == NULL && !l->spare_failed && M.lfd >= 0) {
+			*sp = transport_chan_open(l->inner);
+			if (*sp != NULL)
+				transport_chan_want_read(*sp, false);
+		}
 	}
 }
 
