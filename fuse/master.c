@@ -39,8 +39,8 @@
 
 #define RELAY_BUF (64 * 1024)
 #define MAX_RELAYS 48 /* each needs a pollfd; sshd's MaxSessions is 10 by default */
-#define LINGER_GRACE_S 3
-#define SPARES 1 /* channels kept open ahead of borrowers */ /* ControlPersist=no: how long re-borrowers have to come back */
+#define LINGER_GRACE_S 3 /* ControlPersist=no: how long re-borrowers have to come back */
+#define SPARES 1 /* channels kept open ahead of borrowers */
 
 /* ------------------------------------------------------------------ */
 /* settings */
