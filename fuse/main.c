@@ -19,9 +19,11 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "fs.h"
 #include "idmap.h"
 #include "log.h"
+#include "master.h"
 #include "sftp-client.h"
 #include "sftp-proto.h"
 #include "target.h"
@@ -54,6 +56,7 @@ struct options {
 	double dcache_timeout, dcache_stat, dcache_dir, dcache_link;
 	double entry_timeout, attr_timeout, negative_timeout;
 	unsigned max_conns;   /* -o max_conns=N: SSH connections (0: not given) */
+	char *ctl_cmd;        /* -O check|exit|stop|status */
 };
 
 #define MAX_CONNS 16
@@ -69,6 +72,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: hashi [user@]host:[dir] mountpoint [options]\n"
+"       hashi -O check|exit|stop|status [user@]host [options]\n"
 "\n"
 "Mount a remote directory over SSH (SFTP), as sshfs does.\n"
 "\n"
@@ -103,6 +107,19 @@ static void usage(FILE *f)
 "                           ServerAliveInterval=0 turns it off)\n"
 "    -o max_conns=N         N SSH connections (default 1, at most 16), each with a thread\n"
 "                           of its own: files only read go to the least busy one\n"
+"\n"
+"connection sharing (as ssh's; the built-in libssh2 connection only):\n"
+"    -o ControlMaster=auto  share one connection between the mounts of user@host:port: the\n"
+"                           first becomes the master, later ones borrow an SFTP channel on\n"
+"                           its connection (no TCP, key exchange or login); yes: be the\n"
+"                           master; no (the default): never be one (but borrow from the\n"
+"                           master at a ControlPath that is set)\n"
+"    -o ControlPath=PATH    the master's socket (%%h %%p %%r %%u %%C %%%% as ssh; default\n"
+"                           $XDG_RUNTIME_DIR/hashi/%%C, else ~/.ssh/hashi/%%C; none: off)\n"
+"    -o ControlPersist=yes|no|S  how long a master whose own mount is gone stays for new\n"
+"                           borrowers (it always stays while borrowers remain)\n"
+"    -O check|exit|stop|status [user@]host  ask the master for host, as ssh -O (status:\n"
+"                           each mount's connection, requests in flight, bytes, reconnects)\n"
 "\n"
 "cache options:\n"
 "    -o dir_cache=yes|no    cache attributes, directory listings, symlink targets and\n"
@@ -442,13 +459,13 @@ static int parse_args(struct options *o, int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *arg = NULL;
-		if (a[0] == '-' && a[1] && strchr("opF", a[1]) && !a[2]) {
+		if (a[0] == '-' && a[1] && strchr("opFO", a[1]) && !a[2]) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "hashi: option '%s' needs an argument\n", a);
 				return -1;
 			}
 			arg = argv[++i];
-		} else if (a[0] == '-' && a[1] && strchr("opF", a[1]) && a[2]) {
+		} else if (a[0] == '-' && a[1] && strchr("opFO", a[1]) && a[2]) {
 			arg = a + 2;
 		}
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -487,6 +504,9 @@ static int parse_args(struct options *o, int argc, char **argv)
 			add_ssh_opt(o, "Port", arg);
 		} else if (a[0] == '-' && a[1] == 'F') {
 			o->topts.config_file = xstrdup(arg);
+		} else if (a[0] == '-' && a[1] == 'O') {
+			free(o->ctl_cmd);
+			o->ctl_cmd = xstrdup(arg);
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "hashi: unknown option '%s'\n", a);
 			return -1;
@@ -514,6 +534,7 @@ static void options_free(struct options *o)
 	free(o->uidfile);
 	free(o->gidfile);
 	free(o->nomap);
+	free(o->ctl_cmd);
 	free(saved_password);
 	saved_password = NULL;
 	free(o->topts.config_file);
@@ -682,7 +703,8 @@ static char **openssh_argv(const struct options *o, const char *user, const char
 		g_ptr_array_add(a, g_strdup(o->topts.config_file));
 	}
 	for (int i = 0; i < o->topts.n; i++)
-		g_ptr_array_add(a, g_strdup_printf("-o%s", o->topts.opts[i]));
+		if (strncasecmp(o->topts.opts[i], "Control", 7) != 0) /* (libssh2's alone) */
+			g_ptr_array_add(a, g_strdup_printf("-o%s", o->topts.opts[i]));
 	if (user) {
 		g_ptr_array_add(a, g_strdup("-l"));
 		g_ptr_array_add(a, g_strdup(user));
@@ -707,6 +729,44 @@ static bool have_ssh(void)
 	return ok;
 }
 
+
+/* The value of -o kw=value (the last one given), or NULL. */
+static const char *ssh_opt_value(const struct options *o, const char *kw)
+{
+	size_t l = strlen(kw);
+	const char *v = NULL;
+	for (int i = 0; i < o->topts.n; i++)
+		if (strncasecmp(o->topts.opts[i], kw, l) == 0 && o->topts.opts[i][l] == '=')
+			v = o->topts.opts[i] + l + 1;
+	return v;
+}
+
+/* The control socket as -o ControlPath= and the rest say (none: off). */
+static int control_settings(const struct options *o, const struct ssh_target *t,
+			    struct master_settings *ms, char *err, size_t errlen)
+{
+	const char *cp = ssh_opt_value(o, "ControlPath");
+	if (master_settings_get(t, cp != NULL, ms, err, errlen) < 0)
+		return -1;
+	if (cp != NULL && strcasecmp(cp, "none") == 0) {
+		ms->control_master = TARGET_CM_NO;
+		ms->path[0] = '\0';
+	}
+	return 0;
+}
+
+struct ssh_connect_ctx {
+	const struct ssh_target *t;
+	bool rsa_only;
+};
+
+static struct transport *ssh_connect(void *arg, char *err, size_t errlen)
+{
+	struct ssh_connect_ctx *x = arg;
+	return transport_ssh_connect(x->t, &x->rsa_only, err, errlen);
+}
+
+static unsigned n_connects;
 
 static struct transport *connect_transport(struct options *o, const char *user, const char *host,
 					   const char *dir, char *err, size_t errlen)
@@ -736,8 +796,13 @@ static struct transport *connect_transport(struct options *o, const char *user, 
 		}
 		if (o->reconnecting)
 			t.batch_mode = true; /* nobody is at a terminal now */
-		bool rsa_only = false;
-		struct transport *tr = transport_ssh_connect(&t, &rsa_only, err, errlen);
+		struct ssh_connect_ctx x = { &t, false };
+		struct master_settings ms;
+		struct transport *tr = NULL;
+		if (control_settings(o, &t, &ms, err, errlen) == 0)
+			tr = master_transport(&ms, o->mountpoint, n_connects++, ssh_connect, &x, err,
+					      errlen);
+		bool rsa_only = x.rsa_only;
 		target_free(&t);
 		if (tr || !rsa_only || !have_ssh())
 			return tr;
@@ -888,6 +953,60 @@ static char *resolve_root(struct sftp_client *c, const char *dir, bool check,
 	return root;
 }
 
+/* hashi -O check|exit|stop|status [user@]host: as ssh -O. */
+static int control_command(struct options *opt)
+{
+	char err[1024];
+	if (!opt->source) {
+		fprintf(stderr, "hashi: -O %s needs a [user@]host\n", opt->ctl_cmd);
+		return 255;
+	}
+	log_init("hashi", opt->debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, true);
+	char *spec = strchr(opt->source, ':') ? xstrdup(opt->source)
+					       : g_strdup_printf("%s:", opt->source);
+	char *u = NULL, *h = NULL, *d = NULL;
+	struct ssh_target t;
+	struct master_settings ms;
+	memset(&t, 0, sizeof(t));
+	int ret = 255;
+	if (target_split(spec, &u, &h, &d, err, sizeof(err)) < 0 ||
+	    target_resolve(&t, u, h, "", &opt->topts, err, sizeof(err)) < 0 ||
+	    control_settings(opt, &t, &ms, err, sizeof(err)) < 0)
+		fprintf(stderr, "hashi: %s\n", err);
+	else if (!ms.path[0])
+		fprintf(stderr, "No ControlPath specified for \"-O\" command\n");
+	else
+		ret = master_command(opt->ctl_cmd, ms.path);
+	target_free(&t);
+	free(u);
+	free(h);
+	free(d);
+	g_free(spec);
+	options_free(opt);
+	return ret;
+}
+
+/* hashi -O status: what this mount's engine and cache say. */
+struct stats_src {
+	struct sftp_client *c;
+	struct fs *fs;
+};
+
+static void mount_stats(void *arg, struct master_stats *s)
+{
+	const struct stats_src *src = arg;
+	struct sftp_client_stats cs;
+	sftp_client_get_stats(src->c, &cs);
+	s->connected = cs.connected;
+	s->in_flight = cs.in_flight;
+	s->bytes_sent = cs.bytes_sent;
+	s->bytes_received = cs.bytes_received;
+	s->reconnects = cs.reconnects;
+	struct cache_stats st;
+	cache_stats(fs_cache(src->fs), &st);
+	s->cache_hits = st.attr_hits + st.negative_hits + st.dir_hits + st.link_hits;
+	s->cache_lookups = s->cache_hits + st.attr_misses + st.dir_misses + st.link_misses;
+}
 
 int main(int argc, char **argv)
 {
@@ -917,6 +1036,8 @@ int main(int argc, char **argv)
 		fuse_lowlevel_version(); /* "using FUSE kernel interface version 7.N" */
 		return 0;
 	}
+	if (o.ctl_cmd)
+		return control_command(&o);
 	if (!o.source || !o.mountpoint) {
 		fprintf(stderr, "hashi: %s\nsee 'hashi -h' for usage\n",
 			!o.source ? "missing host:dir argument" : "missing mountpoint");
@@ -1052,6 +1173,7 @@ int main(int argc, char **argv)
 	sftp_client_set_keepalive(c, ka_interval, ka_count);
 	if (!o.noreconnect && !o.passive)
 		sftp_client_set_reconnect(c, reconnect_transport, &o, o.timeout_s);
+	master_start();
 	if (sftp_client_start(c) != 0) {
 		log_error("cannot start the I/O thread");
 		fuse_session_unmount(se);
@@ -1064,6 +1186,9 @@ int main(int argc, char **argv)
 	extra_conns_start(&extra, c, o.passive || !o.max_conns ? 1 : o.max_conns);
 	/* 0 at unmount; a positive number is the signal (SIGTERM, SIGINT) that
 	 * ended the loop, which is a clean unmount too. */
+	static struct stats_src stats_src;
+	stats_src = (struct stats_src){ c, fs };
+	master_set_stats(o.mountpoint, mount_stats, &stats_src);
 	int ret = fuse_session_loop(se);
 	if (ret > 0)
 		ret = 0;
@@ -1071,6 +1196,8 @@ int main(int argc, char **argv)
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	extra_conns_free(&extra);
+	master_linger(); /* while other mounts borrow our connection */
+	master_shutdown();
 	sftp_client_free(c);
 	fs_free(fs);
 	fuse_opt_free_args(&args);

@@ -109,6 +109,7 @@ struct sftp_client {
 	bool rthread_running;
 	struct transport *new_t;        /* from the reconnect thread */
 	unsigned reconnects;
+	uint64_t bytes_sent, bytes_received; /* SFTP bytes, for hashi -O status */
 
 	uint32_t exts;
 	uint32_t max_read, max_write;
@@ -818,6 +819,7 @@ static int pump(struct sftp_client *c)
 			pthread_mutex_unlock(&c->lock);
 		}
 		m->sent += (size_t)n;
+		c->bytes_sent += (uint64_t)n;
 		if (m->sent == wire_buf_len(&m->out)) {
 			c->w_head = m->next;
 			if (!c->w_head)
@@ -848,6 +850,7 @@ static int pump(struct sftp_client *c)
 			return -1;
 		}
 		c->last_rx = now_ms();
+		c->bytes_received += (uint64_t)n;
 		wire_buf_commit(&c->in, (size_t)n);
 		/* Dispatch as we go so the input buffer stays small. */
 		for (;;) {
@@ -874,10 +877,10 @@ static int pump(struct sftp_client *c)
 /* Wait for the transport or a wake-up, for at most timeout_ms. */
 static int wait_io(struct sftp_client *c, int timeout_ms)
 {
-	struct pollfd pfd[5];
+	struct pollfd pfd[TRANSPORT_MAX_POLLFDS + 1];
 	int n = 0;
 	if (c->t)
-		n = c->t->ops->pollfds(c->t, c->w_head != NULL, pfd, 4);
+		n = c->t->ops->pollfds(c->t, c->w_head != NULL, pfd, TRANSPORT_MAX_POLLFDS);
 	pfd[n].fd = c->efd;
 	pfd[n].events = POLLIN;
 	pfd[n].revents = 0;
@@ -1567,6 +1570,17 @@ void sftp_client_free(struct sftp_client *c)
 unsigned sftp_client_reconnects(const struct sftp_client *c)
 {
 	return c->reconnects;
+}
+
+void sftp_client_get_stats(struct sftp_client *c, struct sftp_client_stats *s)
+{
+	pthread_mutex_lock(&c->lock);
+	s->connected = !c->outage && !c->dead;
+	s->in_flight = g_hash_table_size(c->pending);
+	pthread_mutex_unlock(&c->lock);
+	s->bytes_sent = c->bytes_sent;
+	s->bytes_received = c->bytes_received;
+	s->reconnects = c->reconnects;
 }
 
 /* Typed helpers. */

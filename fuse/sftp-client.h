@@ -67,6 +67,14 @@ void sftp_client_set_reconnect(struct sftp_client *c, sftp_reconnect_fn fn, void
  * declared lost. interval_s 0 turns it off. */
 void sftp_client_set_keepalive(struct sftp_client *c, unsigned interval_s, unsigned count_max);
 unsigned sftp_client_reconnects(const struct sftp_client *c);
+/* For hashi -O status (counters read without the I/O thread's care). */
+struct sftp_client_stats {
+	bool connected;
+	uint64_t in_flight;
+	uint64_t bytes_sent, bytes_received;
+	unsigned reconnects;
+};
+void sftp_client_get_stats(struct sftp_client *c, struct sftp_client_stats *s);
 
 /* max_conns: peer (a new client, with no handle yet) joins first's group.
  * A request carrying a handle goes to the connection the handle lives on,

@@ -195,7 +195,7 @@ enum op {
 	OP_PROXYCOMMAND, OP_PROXYJUMP, OP_ADDRESSFAMILY,
 	OP_CONNECTTIMEOUT, OP_SAI, OP_SACM, OP_COMPRESSION,
 	OP_CIPHERS, OP_MACS, OP_KEX, OP_HKA,
-	OP_CONTROLPATH, OP_CONTROLPERSIST,
+	OP_CONTROLPATH, OP_CONTROLPERSIST, OP_CONTROLMASTER,
 };
 
 static const struct keyword {
@@ -296,7 +296,7 @@ static const struct keyword {
 	{ "SendEnv", OP_OTHER },
 	{ "SetEnv", OP_OTHER },
 	{ "ControlPath", OP_CONTROLPATH },
-	{ "ControlMaster", OP_OTHER },
+	{ "ControlMaster", OP_CONTROLMASTER },
 	{ "ControlPersist", OP_CONTROLPERSIST },
 	{ "HashKnownHosts", OP_OTHER },
 	{ "Include", OP_INCLUDE },
@@ -986,7 +986,7 @@ struct reader {
 	int batch_mode, pubkey, password, kbdint, nprompts;
 	char *proxy_command, *jump;
 	int af, connect_timeout, sai, sacm, compression;
-	char *ciphers, *macs, *kex, *hka, *control_path;
+	char *ciphers, *macs, *kex, *hka, *control_path, *control_master;
 	int control_persist, control_persist_timeout;
 	char *ignore_unknown;
 };
@@ -1025,6 +1025,7 @@ static void reader_free(struct reader *r)
 	free(r->kex);
 	free(r->hka);
 	free(r->control_path);
+	free(r->control_master);
 	free(r->ignore_unknown);
 }
 
@@ -1679,6 +1680,11 @@ static int process_line(struct reader *r, const char *text, const char *file, in
 		if (set_string(r, &r->control_path, arg, active, file, line))
 			goto out;
 		break;
+	case OP_CONTROLMASTER:
+		wi++;
+		if (set_string(r, &r->control_master, arg, active, file, line))
+			goto out;
+		break;
 	case OP_PORT: {
 		wi++;
 		if (arg == NULL || *arg == '\0') {
@@ -2166,6 +2172,8 @@ static char *builtin_resolve(const char *user, const char *host, const struct ta
 		buf_printf(&b, "controlpath %s\n", x);
 		free(x);
 	}
+	if (r.control_master)
+		buf_printf(&b, "controlmaster %s\n", r.control_master);
 	if (r.control_persist <= 0)
 		buf_adds(&b, "controlpersist no\n");
 	else if (r.control_persist_timeout == 0)
@@ -2352,7 +2360,7 @@ struct dumped {
 	char *user, *hostname, *port, *identitiesonly, *identityagent, *ukh, *gkh, *strict;
 	char *checkhostip, *hostkeyalias, *batchmode, *pubkey, *password, *kbdint, *nprompts;
 	char *proxycommand, *proxyjump, *af, *connecttimeout, *sai, *sacm, *compression;
-	char *ciphers, *macs, *kex, *hka, *controlpath, *controlpersist;
+	char *ciphers, *macs, *kex, *hka, *controlpath, *controlpersist, *controlmaster;
 	const char *idfiles[MAX_IDENTITY_FILES];
 	int n_idfiles;
 };
@@ -2389,6 +2397,7 @@ static const struct {
 	{ "hostkeyalgorithms", offsetof(struct dumped, hka) },
 	{ "controlpath", offsetof(struct dumped, controlpath) },
 	{ "controlpersist", offsetof(struct dumped, controlpersist) },
+	{ "controlmaster", offsetof(struct dumped, controlmaster) },
 };
 
 static bool parse_yesno(const char *v, bool def, bool *out)
@@ -2402,6 +2411,19 @@ static bool parse_yesno(const char *v, bool def, bool *out)
 		return false;
 	*out = x != 0;
 	return true;
+}
+
+/* ControlMaster as ssh -G prints it (or as written in a file): ask is yes
+ * and autoask is auto, hashi having no one to ask. */
+static int control_master_value(const char *v)
+{
+	if (v == NULL)
+		return TARGET_CM_NO;
+	if (strcasecmp(v, "auto") == 0 || strcasecmp(v, "autoask") == 0)
+		return TARGET_CM_AUTO;
+	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "ask") == 0)
+		return TARGET_CM_YES;
+	return TARGET_CM_NO;
 }
 
 static bool parse_nonneg(const char *v, int def, int *out)
@@ -2579,6 +2601,7 @@ static int apply_dump(struct ssh_target *t, char *text, const char *host_arg, ch
 	}
 	if (d.controlpath && strcasecmp(d.controlpath, "none") != 0)
 		t->control_path = xstrdup(d.controlpath);
+	t->control_master = control_master_value(d.controlmaster);
 	if (d.ciphers)
 		t->ciphers = xstrdup(d.ciphers);
 	if (d.macs)

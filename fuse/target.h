@@ -19,6 +19,8 @@ enum strict_host_key_checking {
 
 #define TARGET_MAX_LIST 32
 
+enum { TARGET_CM_NO = 0, TARGET_CM_YES, TARGET_CM_AUTO };
+
 struct ssh_target {
 	char *host_arg;   /* the host as the user wrote it (an alias perhaps) */
 	char *hostname;   /* HostName: what to connect to */
@@ -53,6 +55,7 @@ struct ssh_target {
 	char *ciphers, *macs, *kex_algorithms, *host_key_algorithms; /* or NULL */
 	char *control_path;    /* ControlPath, expanded, or NULL */
 	int control_persist;   /* seconds; -1 = no, 0 = forever */
+	int control_master;    /* TARGET_CM_NO, _YES or _AUTO */
 
 	/* hashi's own transport choices (from -o, not from ssh_config) */
 	char *sftp_server;     /* -o sftp_server=PATH|SUBSYSTEM, or NULL for "sftp" */

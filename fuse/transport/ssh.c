@@ -57,7 +57,28 @@
 
 #define AT_LINE "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@"
 
-enum again { AGAIN_NONE, AGAIN_READ, AGAIN_WRITE };
+/* The libssh2 call that returned EAGAIN with part of a packet unsent, and
+ * that must be repeated (on again_chan) before any other. */
+enum again { AGAIN_NONE, AGAIN_READ, AGAIN_WRITE, AGAIN_OPEN, AGAIN_START, AGAIN_FREE };
+
+enum chan_state { CH_QUEUED, CH_OPENING, CH_STARTING, CH_OPEN, CH_FAILED, CH_CLOSING };
+
+/* One channel of the session: the transport's own (main), or one lent to
+ * another hashi process (transport_chan_*, for master.c). */
+struct transport_chan {
+	struct ssh_transport *st;
+	LIBSSH2_CHANNEL *channel;
+	enum chan_state state;
+	unsigned char *rbuf;
+	size_t rpos, rlen;
+	unsigned char *wbuf;
+	size_t wpos, wlen;
+	bool eof;
+	bool want_read;   /* lent: the reader has room (else its data may wait) */
+	bool close_asked; /* lent: closed by its user while still opening */
+	char error[256];
+	struct transport_chan *next;
+};
 
 struct auth_ctx {
 	const struct ssh_target *t;
@@ -71,20 +92,18 @@ struct auth_ctx {
 struct ssh_transport {
 	struct transport base;
 	LIBSSH2_SESSION *session;
-	LIBSSH2_CHANNEL *channel;
+	struct transport_chan main;
+	struct transport_chan *lent; /* more channels, opened one at a time */
+	char *server;                /* the subsystem or command they run */
+	bool server_is_cmd;
 	int sock;
 	pid_t proxy_pid;
 	int ready_fd; /* an eventfd that is always readable */
 
 	enum again again;
+	struct transport_chan *again_chan;
 	size_t again_len;
 
-	unsigned char *rbuf;
-	size_t rpos, rlen;
-	unsigned char *wbuf;
-	size_t wpos, wlen;
-
-	bool eof;
 	bool broken;
 
 	struct auth_ctx auth;
@@ -1205,7 +1224,8 @@ static void handshake_error(LIBSSH2_SESSION *s, int rc, const char *hostname, co
 }
 
 static const struct transport_ops ssh_ops;
-static ssize_t read_channel(struct ssh_transport *st);
+static bool settle(struct ssh_transport *st, ssize_t *err);
+static void chan_buffers_free(struct transport_chan *ch);
 
 static void ssh_free(struct ssh_transport *st)
 {
@@ -1213,33 +1233,42 @@ static void ssh_free(struct ssh_transport *st)
 		/* Taken for dead: every call from here on fails at once. */
 		shutdown(st->sock, SHUT_RDWR);
 		st->broken = true;
-		st->wlen = 0;
+		st->main.wlen = 0;
 		st->again = AGAIN_NONE;
 	}
 	if (st->session != NULL) {
-		/* A read that still owes libssh2 a window adjust gets one more
-		 * try (in blocking mode it would wait for data); if that does
-		 * not finish, leave without the courtesies. */
-		if (st->again == AGAIN_READ && st->rlen == 0)
-			read_channel(st);
-		if (st->again == AGAIN_READ)
+		/* A call that still owes libssh2 a packet (a read's window
+		 * adjust, a lent channel's open or close) gets one more try (in
+		 * blocking mode it would wait for data); if that does not
+		 * finish, leave without the courtesies. */
+		ssize_t e;
+		if (st->again != AGAIN_NONE && st->again != AGAIN_WRITE)
+			settle(st, &e);
+		if (st->again != AGAIN_NONE && st->again != AGAIN_WRITE)
 			st->broken = true;
 		libssh2_session_set_blocking(st->session, 1);
 		libssh2_session_set_timeout(st->session, 2000);
-		if (st->again == AGAIN_WRITE && st->wlen > 0)
-			libssh2_channel_write_ex(st->channel, 0, (const char *)st->wbuf + st->wpos,
+		struct transport_chan *ac = st->again_chan;
+		if (st->again == AGAIN_WRITE && ac->wlen > 0)
+			libssh2_channel_write_ex(ac->channel, 0, (const char *)ac->wbuf + ac->wpos,
 						 st->again_len);
 		if (!st->broken)
 			libssh2_session_disconnect(st->session, "hashi: closing");
-		libssh2_session_free(st->session);
+		libssh2_session_free(st->session); /* and every channel */
+	}
+	while (st->lent != NULL) {
+		struct transport_chan *ch = st->lent;
+		st->lent = ch->next;
+		chan_buffers_free(ch);
+		free(ch);
 	}
 	if (st->sock >= 0)
 		close(st->sock);
 	if (st->ready_fd >= 0)
 		close(st->ready_fd);
 	transport_reap(st->proxy_pid);
-	free(st->rbuf);
-	free(st->wbuf);
+	chan_buffers_free(&st->main);
+	free(st->server);
 	free(st);
 }
 
@@ -1280,10 +1309,13 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 	st->base.ops = &ssh_ops;
 	st->sock = -1;
 	st->ready_fd = -1;
-	st->rbuf = malloc(RBUF_SIZE);
-	st->wbuf = malloc(WBUF_SIZE);
+	st->main.st = st;
+	st->main.state = CH_OPEN;
+	st->main.want_read = true;
+	st->main.rbuf = malloc(RBUF_SIZE);
+	st->main.wbuf = malloc(WBUF_SIZE);
 	st->ready_fd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (st->rbuf == NULL || st->wbuf == NULL || st->ready_fd < 0) {
+	if (st->main.rbuf == NULL || st->main.wbuf == NULL || st->ready_fd < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -1355,17 +1387,20 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 		goto fail;
 	log_progress("starting the SFTP subsystem");
 
-	st->channel = libssh2_channel_open_ex(s, "session", 7, CHANNEL_WINDOW, CHANNEL_PACKET,
-					      NULL, 0);
-	if (st->channel == NULL) {
+	st->main.channel = libssh2_channel_open_ex(s, "session", 7, CHANNEL_WINDOW, CHANNEL_PACKET,
+						   NULL, 0);
+	if (st->main.channel == NULL) {
 		snprintf(err, errlen, "channel 0: open failed: %s", session_errmsg(s));
 		goto fail;
 	}
-	libssh2_channel_handle_extended_data2(st->channel, LIBSSH2_CHANNEL_EXTENDED_DATA_IGNORE);
+	libssh2_channel_handle_extended_data2(st->main.channel,
+					      LIBSSH2_CHANNEL_EXTENDED_DATA_IGNORE);
 	const char *server = t->sftp_server != NULL && t->sftp_server[0] != '\0'
 				     ? t->sftp_server : "sftp";
 	bool is_cmd = strchr(server, '/') != NULL;
-	rc = libssh2_channel_process_startup(st->channel, is_cmd ? "exec" : "subsystem",
+	st->server = strdup(server);
+	st->server_is_cmd = is_cmd;
+	rc = libssh2_channel_process_startup(st->main.channel, is_cmd ? "exec" : "subsystem",
 					     is_cmd ? 4 : 9, server, (unsigned)strlen(server));
 	if (rc != 0) {
 		snprintf(err, errlen, "%s request failed on channel 0",
@@ -1392,8 +1427,48 @@ static bool outbound_blocked(struct ssh_transport *st)
 		LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0;
 }
 
-static ssize_t broken(struct ssh_transport *st, ssize_t rc, const char *what)
+static void chan_buffers_free(struct transport_chan *ch)
 {
+	free(ch->rbuf);
+	free(ch->wbuf);
+	ch->rbuf = ch->wbuf = NULL;
+}
+
+/* After EAGAIN: must this call be repeated before any other? */
+static void note_again(struct ssh_transport *st, struct transport_chan *ch, enum again what,
+		       size_t len, bool eagain)
+{
+	if (eagain && outbound_blocked(st)) {
+		st->again = what;
+		st->again_chan = ch;
+		st->again_len = len;
+	} else if (st->again_chan == ch) {
+		st->again = AGAIN_NONE;
+	}
+}
+
+/* Errors that end the channel, not the session under it. */
+static bool channel_error(ssize_t rc)
+{
+	return rc == LIBSSH2_ERROR_CHANNEL_CLOSED || rc == LIBSSH2_ERROR_CHANNEL_EOF_SENT ||
+	       rc == LIBSSH2_ERROR_CHANNEL_FAILURE || rc == LIBSSH2_ERROR_CHANNEL_UNKNOWN ||
+	       rc == LIBSSH2_ERROR_CHANNEL_WINDOW_EXCEEDED ||
+	       rc == LIBSSH2_ERROR_CHANNEL_PACKET_EXCEEDED ||
+	       rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED;
+}
+
+/* A call failed: the whole session (the main channel's errors, and broken
+ * sockets) or just a lent channel. */
+static ssize_t broken(struct transport_chan *ch, ssize_t rc, const char *what)
+{
+	struct ssh_transport *st = ch->st;
+	if (st->again_chan == ch)
+		st->again = AGAIN_NONE;
+	if (ch != &st->main && channel_error(rc)) {
+		ch->state = CH_FAILED;
+		snprintf(ch->error, sizeof(ch->error), "%s: %s", what, session_errmsg(st->session));
+		return -EPIPE;
+	}
 	st->broken = true;
 	transport_set_error(&st->base, "%s: %s", what, session_errmsg(st->session));
 	switch (rc) {
@@ -1414,136 +1489,248 @@ static ssize_t broken(struct ssh_transport *st, ssize_t rc, const char *what)
 /* One channel_write of the buffered bytes (or the exact repeat of the one
  * that returned EAGAIN). Returns >0 (sent), 0 (nothing moved: the socket
  * is full or the peer's window is shut) or a negative errno. */
-static ssize_t write_buffered(struct ssh_transport *st)
+static ssize_t write_buffered(struct transport_chan *ch)
 {
-	size_t len = st->again == AGAIN_WRITE ? st->again_len : st->wlen;
-	ssize_t n = libssh2_channel_write_ex(st->channel, 0, (const char *)st->wbuf + st->wpos,
+	struct ssh_transport *st = ch->st;
+	size_t len = st->again == AGAIN_WRITE && st->again_chan == ch ? st->again_len : ch->wlen;
+	ssize_t n = libssh2_channel_write_ex(ch->channel, 0, (const char *)ch->wbuf + ch->wpos,
 					     len);
 	if (n > 0) {
-		st->again = AGAIN_NONE;
-		st->wpos += (size_t)n;
-		st->wlen -= (size_t)n;
-		if (st->wlen == 0)
-			st->wpos = 0;
+		if (st->again_chan == ch)
+			st->again = AGAIN_NONE;
+		ch->wpos += (size_t)n;
+		ch->wlen -= (size_t)n;
+		if (ch->wlen == 0)
+			ch->wpos = 0;
 		return n;
 	}
 	if (n == 0 || n == LIBSSH2_ERROR_EAGAIN) {
-		if (n == LIBSSH2_ERROR_EAGAIN && outbound_blocked(st)) {
-			st->again = AGAIN_WRITE;
-			st->again_len = len;
-		} else {
-			st->again = AGAIN_NONE; /* the window is shut: nothing was taken */
-		}
+		/* (the window is shut when not blocked: nothing was taken) */
+		note_again(st, ch, AGAIN_WRITE, len, n == LIBSSH2_ERROR_EAGAIN);
 		return 0;
 	}
-	return broken(st, n, "write");
+	return broken(ch, n, "write");
 }
 
 /* Read into rbuf, which must be empty. Returns >0, 0 for nothing now, -1
  * at end of stream, or another negative errno. */
-static ssize_t read_channel(struct ssh_transport *st)
+static ssize_t read_channel(struct transport_chan *ch)
 {
-	ssize_t n = libssh2_channel_read_ex(st->channel, 0, (char *)st->rbuf, RBUF_SIZE);
+	struct ssh_transport *st = ch->st;
+	ssize_t n = libssh2_channel_read_ex(ch->channel, 0, (char *)ch->rbuf, RBUF_SIZE);
 	if (n > 0) {
-		st->again = AGAIN_NONE;
-		st->rpos = 0;
-		st->rlen = (size_t)n;
+		if (st->again_chan == ch)
+			st->again = AGAIN_NONE;
+		ch->rpos = 0;
+		ch->rlen = (size_t)n;
 		return n;
 	}
 	if (n == LIBSSH2_ERROR_EAGAIN || n == 0) {
 		/* A read that had to send a window adjust and could not
 		 * finish it must be repeated before anything else. */
-		st->again = n == LIBSSH2_ERROR_EAGAIN && outbound_blocked(st) ? AGAIN_READ
-									  : AGAIN_NONE;
-		if (n == 0 && libssh2_channel_eof(st->channel)) {
-			st->eof = true;
+		note_again(st, ch, AGAIN_READ, 0, n == LIBSSH2_ERROR_EAGAIN);
+		if (n == 0 && libssh2_channel_eof(ch->channel)) {
+			ch->eof = true;
 			return -1;
 		}
 		return 0;
 	}
-	return broken(st, n, "read");
+	return broken(ch, n, "read");
+}
+
+static void chan_fail(struct transport_chan *ch, const char *what)
+{
+	struct ssh_transport *st = ch->st;
+	int rc = libssh2_session_last_errno(st->session);
+	ch->state = CH_FAILED;
+	if (st->again_chan == ch)
+		st->again = AGAIN_NONE;
+	snprintf(ch->error, sizeof(ch->error), "%s: %s", what, session_errmsg(st->session));
+	if (!channel_error(rc) && rc != LIBSSH2_ERROR_CHANNEL_FAILURE &&
+	    rc != LIBSSH2_ERROR_REQUEST_DENIED) {
+		/* not the server saying no: the session itself failed */
+		st->broken = true;
+		transport_set_error(&st->base, "%s", ch->error);
+	}
+}
+
+/* One step of opening a lent channel (the exact repeat of the last one when
+ * that returned EAGAIN). libssh2 opens one channel at a time. */
+static void chan_open_step(struct transport_chan *ch)
+{
+	struct ssh_transport *st = ch->st;
+	if (ch->state == CH_OPENING) {
+		ch->channel = libssh2_channel_open_ex(st->session, "session", 7, CHANNEL_WINDOW,
+						      CHANNEL_PACKET, NULL, 0);
+		if (ch->channel == NULL) {
+			if (libssh2_session_last_errno(st->session) == LIBSSH2_ERROR_EAGAIN)
+				note_again(st, ch, AGAIN_OPEN, 0, true);
+			else
+				chan_fail(ch, "channel open failed");
+			return;
+		}
+		if (st->again_chan == ch)
+			st->again = AGAIN_NONE;
+		ch->state = CH_STARTING;
+	}
+	if (ch->state == CH_STARTING) {
+		const char *server = st->server != NULL ? st->server : "sftp";
+		int rc = libssh2_channel_process_startup(ch->channel,
+							 st->server_is_cmd ? "exec" : "subsystem",
+							 st->server_is_cmd ? 4 : 9, server,
+							 (unsigned)strlen(server));
+		if (rc == LIBSSH2_ERROR_EAGAIN) {
+			note_again(st, ch, AGAIN_START, 0, true);
+			return;
+		}
+		if (st->again_chan == ch)
+			st->again = AGAIN_NONE;
+		if (rc != 0) {
+			chan_fail(ch, st->server_is_cmd ? "exec request failed"
+							: "subsystem request failed");
+			return;
+		}
+		ch->state = CH_OPEN;
+		libssh2_channel_handle_extended_data2(ch->channel,
+						      LIBSSH2_CHANNEL_EXTENDED_DATA_IGNORE);
+		if (ch->close_asked)
+			ch->state = CH_CLOSING;
+	}
+}
+
+static void chan_unlink(struct transport_chan *ch)
+{
+	struct ssh_transport *st = ch->st;
+	for (struct transport_chan **pp = &st->lent; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == ch) {
+			*pp = ch->next;
+			break;
+		}
+	}
+	if (st->again_chan == ch) {
+		st->again = AGAIN_NONE;
+		st->again_chan = NULL;
+	}
+	chan_buffers_free(ch);
+	free(ch);
+}
+
+/* One step of closing a lent channel; true when it is gone. */
+static bool chan_free_step(struct transport_chan *ch)
+{
+	struct ssh_transport *st = ch->st;
+	if (ch->channel != NULL && !st->broken) {
+		int rc = libssh2_channel_free(ch->channel);
+		if (rc == LIBSSH2_ERROR_EAGAIN) {
+			note_again(st, ch, AGAIN_FREE, 0, true);
+			return false;
+		}
+	}
+	/* (a broken session frees its channels with itself) */
+	chan_unlink(ch);
+	return true;
 }
 
 /* Finish the call libssh2 is waiting for. True when libssh2 is free for any
- * call; *err is set when the stream broke. */
+ * call; *err is set when the session broke. */
 static bool settle(struct ssh_transport *st, ssize_t *err)
 {
+	struct transport_chan *ch = st->again_chan;
 	*err = 0;
-	if (st->again == AGAIN_WRITE) {
-		ssize_t r = write_buffered(st);
-		if (r < 0)
-			*err = r;
-	} else if (st->again == AGAIN_READ) {
-		ssize_t r = read_channel(st);
-		if (r < -1)
-			*err = r;
+	switch (st->again) {
+	case AGAIN_NONE:
+		break;
+	case AGAIN_WRITE:
+		write_buffered(ch);
+		break;
+	case AGAIN_READ:
+		read_channel(ch);
+		break;
+	case AGAIN_OPEN:
+	case AGAIN_START:
+		chan_open_step(ch);
+		break;
+	case AGAIN_FREE:
+		chan_free_step(ch);
+		break;
 	}
+	if (st->broken)
+		*err = -ECONNRESET;
 	return st->again == AGAIN_NONE && *err == 0;
 }
 
-/* Send what the window and the socket take of the write buffer. */
-static ssize_t flush(struct ssh_transport *st)
+/* Send what the window and the socket take of a channel's write buffer. */
+static ssize_t flush(struct transport_chan *ch)
 {
-	while (st->wlen > 0 && st->again == AGAIN_NONE) {
-		ssize_t r = write_buffered(st);
+	while (ch->wlen > 0 && ch->st->again == AGAIN_NONE) {
+		ssize_t r = write_buffered(ch);
 		if (r <= 0)
 			return r;
 	}
 	return 0;
 }
 
-static ssize_t ssh_read(struct transport *t, void *buf, size_t len)
+static ssize_t chan_read(struct transport_chan *ch, void *buf, size_t len)
 {
-	struct ssh_transport *st = (struct ssh_transport *)t;
+	struct ssh_transport *st = ch->st;
 	ssize_t e;
 
 	if (st->broken)
 		return -ECONNRESET;
-	if (st->rlen == 0 && !st->eof) {
+	if (ch->state == CH_FAILED)
+		return -EPIPE;
+	if (ch->rlen == 0 && !ch->eof) {
 		if (!settle(st, &e))
 			return e < 0 ? e : -EAGAIN;
+		if (ch->state == CH_FAILED)
+			return -EPIPE;
 		/* Buffered bytes first: they may have waited for the window,
 		 * and a read must come last so nothing is left queued inside
 		 * libssh2 when we report EAGAIN. */
-		if (st->wlen > 0 && (e = flush(st)) < 0)
+		if (ch->wlen > 0 && (e = flush(ch)) < 0)
 			return e;
-		if (st->rlen == 0 && st->again == AGAIN_NONE) {
-			ssize_t r = read_channel(st);
+		if (ch->rlen == 0 && st->again == AGAIN_NONE) {
+			ssize_t r = read_channel(ch);
 			if (r < -1)
 				return r;
 		}
 	}
-	if (st->rlen > 0) {
-		size_t n = len < st->rlen ? len : st->rlen;
-		memcpy(buf, st->rbuf + st->rpos, n);
-		st->rpos += n;
-		st->rlen -= n;
+	if (ch->rlen > 0) {
+		size_t n = len < ch->rlen ? len : ch->rlen;
+		memcpy(buf, ch->rbuf + ch->rpos, n);
+		ch->rpos += n;
+		ch->rlen -= n;
 		return (ssize_t)n;
 	}
-	if (st->eof) {
-		transport_set_error(t, "the server closed the SFTP channel");
+	if (ch->eof) {
+		if (ch == &st->main)
+			transport_set_error(&st->base, "the server closed the SFTP channel");
 		return 0;
 	}
 	return -EAGAIN;
 }
 
-static ssize_t ssh_write(struct transport *t, const void *buf, size_t len)
+static ssize_t chan_write(struct transport_chan *ch, const void *buf, size_t len)
 {
-	struct ssh_transport *st = (struct ssh_transport *)t;
+	struct ssh_transport *st = ch->st;
 	ssize_t e;
 
 	if (st->broken)
 		return -ECONNRESET;
+	if (ch->state == CH_FAILED)
+		return -EPIPE;
 	if (len == 0)
 		return 0;
-	if (settle(st, &e) && st->wlen > 0)
-		e = flush(st);
+	if (settle(st, &e) && ch->wlen > 0)
+		e = flush(ch);
 	if (e < 0)
 		return e;
+	if (ch->state == CH_FAILED)
+		return -EPIPE;
 
-	if (st->wlen == 0 && st->again == AGAIN_NONE) {
+	if (ch->wlen == 0 && st->again == AGAIN_NONE) {
 		/* Straight from the caller's buffer. */
-		ssize_t n = libssh2_channel_write_ex(st->channel, 0, buf, len);
+		ssize_t n = libssh2_channel_write_ex(ch->channel, 0, buf, len);
 		if (n > 0)
 			return n;
 		if (n == LIBSSH2_ERROR_EAGAIN && outbound_blocked(st)) {
@@ -1551,47 +1738,56 @@ static ssize_t ssh_write(struct transport *t, const void *buf, size_t len)
 			 * into a packet it could not finish sending: report
 			 * them accepted and keep them for the repeat. */
 			size_t k = len < 32700 ? len : 32700;
-			memcpy(st->wbuf, buf, k);
-			st->wpos = 0;
-			st->wlen = k;
-			st->again = AGAIN_WRITE;
-			st->again_len = k;
+			memcpy(ch->wbuf, buf, k);
+			ch->wpos = 0;
+			ch->wlen = k;
+			note_again(st, ch, AGAIN_WRITE, k, true);
 			return (ssize_t)k;
 		}
 		if (n != 0 && n != LIBSSH2_ERROR_EAGAIN)
-			return broken(st, n, "write");
+			return broken(ch, n, "write");
 		/* The window is shut: buffer below. */
 	}
 
-	if (st->wpos > 0 && st->wpos + st->wlen + len > WBUF_SIZE) {
-		memmove(st->wbuf, st->wbuf + st->wpos, st->wlen);
-		st->wpos = 0;
+	if (ch->wpos > 0 && ch->wpos + ch->wlen + len > WBUF_SIZE) {
+		memmove(ch->wbuf, ch->wbuf + ch->wpos, ch->wlen);
+		ch->wpos = 0;
 	}
-	size_t room = WBUF_SIZE - (st->wpos + st->wlen);
+	size_t room = WBUF_SIZE - (ch->wpos + ch->wlen);
 	if (room == 0)
 		return -EAGAIN;
 	size_t k = len < room ? len : room;
-	memcpy(st->wbuf + st->wpos + st->wlen, buf, k);
-	st->wlen += k;
+	memcpy(ch->wbuf + ch->wpos + ch->wlen, buf, k);
+	ch->wlen += k;
 	return (ssize_t)k;
 }
 
-/* Is there something for read() without waiting? (These libssh2 calls
- * only look at its queue; they do no I/O.) */
-static bool readable_now(struct ssh_transport *st)
+static ssize_t ssh_read(struct transport *t, void *buf, size_t len)
 {
-	if (st->rlen > 0 || st->broken)
-		return true;
-	if (st->again != AGAIN_NONE)
+	return chan_read(&((struct ssh_transport *)t)->main, buf, len);
+}
+
+static ssize_t ssh_write(struct transport *t, const void *buf, size_t len)
+{
+	return chan_write(&((struct ssh_transport *)t)->main, buf, len);
+}
+
+/* Is there something for a read without waiting? (These libssh2 calls
+ * only look at its queue; they do no I/O.) */
+static bool chan_readable_now(struct transport_chan *ch)
+{
+	if (ch->state != CH_OPEN || !ch->want_read)
 		return false;
-	return libssh2_poll_channel_read(st->channel, 0) > 0 ||
-	       (!st->eof && libssh2_channel_eof(st->channel) > 0);
+	if (ch->rlen > 0)
+		return true;
+	return libssh2_poll_channel_read(ch->channel, 0) > 0 ||
+	       (!ch->eof && libssh2_channel_eof(ch->channel) > 0);
 }
 
 static int ssh_pollfds(struct transport *t, bool want_write, struct pollfd *pfd, int max)
 {
 	struct ssh_transport *st = (struct ssh_transport *)t;
-	bool out = outbound_blocked(st);
+	bool out = outbound_blocked(st), ready = st->broken || st->main.rlen > 0;
 	int n = 0;
 
 	if (max < 1)
@@ -1599,16 +1795,24 @@ static int ssh_pollfds(struct transport *t, bool want_write, struct pollfd *pfd,
 	if (st->again == AGAIN_NONE) {
 		/* Buffered bytes the peer's window has room for, or room
 		 * for the caller's bytes. */
-		if (st->wlen > 0 && libssh2_channel_window_write(st->channel) > 0)
+		if (st->main.wlen > 0 && libssh2_channel_window_write(st->main.channel) > 0)
 			out = true;
-		if (want_write && st->wpos + st->wlen < WBUF_SIZE)
+		if (want_write && st->main.wpos + st->main.wlen < WBUF_SIZE)
 			out = true;
+		ready = ready || chan_readable_now(&st->main);
+		for (struct transport_chan *ch = st->lent; ch != NULL; ch = ch->next) {
+			if (ch->state != CH_OPEN)
+				continue;
+			if (ch->wlen > 0 && libssh2_channel_window_write(ch->channel) > 0)
+				out = true;
+			ready = ready || chan_readable_now(ch);
+		}
 	}
 	pfd[n].fd = st->sock;
 	pfd[n].events = POLLIN | (out ? POLLOUT : 0);
 	pfd[n].revents = 0;
 	n++;
-	if (max >= 2 && readable_now(st)) {
+	if (max >= 2 && ready) {
 		pfd[n].fd = st->ready_fd; /* always readable: poll returns at once */
 		pfd[n].events = POLLIN;
 		pfd[n].revents = 0;
@@ -1626,8 +1830,8 @@ static void ssh_after_poll(struct transport *t, const struct pollfd *pfd, int n)
 		return;
 	/* Finish a pending call, and send buffered bytes while the socket
 	 * and the window take them. */
-	if (settle(st, &e) && st->wlen > 0)
-		flush(st);
+	if (settle(st, &e) && st->main.wlen > 0)
+		flush(&st->main);
 }
 
 static void ssh_destroy(struct transport *t)
@@ -1643,3 +1847,131 @@ static const struct transport_ops ssh_ops = {
 	.after_poll = ssh_after_poll,
 	.destroy = ssh_destroy,
 };
+
+/* ------------------------------------------------------------------ */
+/* channels lent to other hashi processes */
+
+static struct ssh_transport *as_ssh(struct transport *t)
+{
+	return t != NULL && t->ops == &ssh_ops ? (struct ssh_transport *)t : NULL;
+}
+
+bool transport_can_lend(struct transport *t)
+{
+	return as_ssh(t) != NULL;
+}
+
+struct transport_chan *transport_chan_open(struct transport *t)
+{
+	struct ssh_transport *st = as_ssh(t);
+	if (st == NULL)
+		return NULL;
+	struct transport_chan *ch = calloc(1, sizeof(*ch));
+	if (ch == NULL)
+		return NULL;
+	ch->st = st;
+	ch->state = CH_QUEUED;
+	ch->want_read = true;
+	ch->rbuf = malloc(RBUF_SIZE);
+	ch->wbuf = malloc(WBUF_SIZE);
+	if (ch->rbuf == NULL || ch->wbuf == NULL) {
+		chan_buffers_free(ch);
+		free(ch);
+		return NULL;
+	}
+	struct transport_chan **pp = &st->lent;
+	while (*pp != NULL)
+		pp = &(*pp)->next;
+	*pp = ch;
+	return ch;
+}
+
+int transport_chan_status(const struct transport_chan *ch)
+{
+	if (ch->state == CH_OPEN)
+		return ch->eof && ch->rlen == 0 ? -1 : 1;
+	if (ch->state == CH_FAILED)
+		return -1;
+	return 0;
+}
+
+const char *transport_chan_error(const struct transport_chan *ch)
+{
+	return ch->error[0] ? ch->error : ch->eof ? "the server closed the SFTP channel"
+						  : "the connection is broken";
+}
+
+ssize_t transport_chan_read(struct transport_chan *ch, void *buf, size_t len)
+{
+	if (ch->state != CH_OPEN && ch->state != CH_FAILED)
+		return -EAGAIN;
+	return chan_read(ch, buf, len);
+}
+
+ssize_t transport_chan_write(struct transport_chan *ch, const void *buf, size_t len)
+{
+	if (ch->state != CH_OPEN && ch->state != CH_FAILED)
+		return -EAGAIN;
+	return chan_write(ch, buf, len);
+}
+
+void transport_chan_want_read(struct transport_chan *ch, bool want)
+{
+	ch->want_read = want;
+}
+
+void transport_chan_close(struct transport_chan *ch)
+{
+	ch->want_read = false;
+	ch->wlen = 0;
+	if (ch->state == CH_QUEUED || (ch->state == CH_FAILED && ch->channel == NULL)) {
+		chan_unlink(ch);
+		return;
+	}
+	if (ch->state == CH_OPENING || ch->state == CH_STARTING)
+		ch->close_asked = true;
+	else
+		ch->state = CH_CLOSING;
+}
+
+void transport_chans_service(struct transport *t)
+{
+	struct ssh_transport *st = as_ssh(t);
+	ssize_t e;
+	if (st == NULL || st->lent == NULL)
+		return;
+	if (!settle(st, &e))
+		return;
+	struct transport_chan *next;
+	bool opening = false;
+	for (struct transport_chan *ch = st->lent; ch != NULL && !st->broken; ch = next) {
+		next = ch->next;
+		if (st->again != AGAIN_NONE)
+			return;
+		switch (ch->state) {
+		case CH_OPEN:
+			if (ch->wlen > 0)
+				flush(ch);
+			break;
+		case CH_FAILED:
+			if (ch->close_asked)
+				chan_free_step(ch);
+			break;
+		case CH_CLOSING:
+			chan_free_step(ch);
+			break;
+		case CH_OPENING:
+		case CH_STARTING:
+			chan_open_step(ch);
+			opening = opening || ch->state == CH_OPENING || ch->state == CH_STARTING;
+			break;
+		case CH_QUEUED:
+			if (!opening) {
+				ch->state = CH_OPENING;
+				opening = true;
+				chan_open_step(ch);
+			}
+			break;
+		}
+	}
+}

@@ -21,6 +21,10 @@
 
 struct ssh_target;
 
+/* The most pollfds a transport may ask for (the master's has one for each
+ * channel it lends). */
+#define TRANSPORT_MAX_POLLFDS 64
+
 struct transport;
 
 struct transport_ops {
@@ -64,6 +68,30 @@ void transport_abandon(struct transport *t);
  * to the OpenSSH transport). */
 struct transport *transport_ssh_connect(const struct ssh_target *target, bool *rsa_only,
 					 char *err, size_t errlen);
+/* More SFTP channels on a libssh2 transport's session, lent to other hashi
+ * processes (master.c). Every call runs on the thread that drives t, and
+ * obeys libssh2's rules for it; transport_chans_service advances opens and
+ * closes and sends buffered bytes (call it after each poll). A channel
+ * runs what the transport's own channel runs (the sftp subsystem, or
+ * sftp_server=). Channels die with t. */
+struct transport_chan;
+bool transport_can_lend(struct transport *t);
+/* Queue the opening of a channel; NULL if t cannot lend (not libssh2). */
+struct transport_chan *transport_chan_open(struct transport *t);
+/* 1: open; 0: still opening; -1: failed or ended (transport_chan_error
+ * says why: "channel open failed: ..." when the server refused it, as sshd
+ * does past MaxSessions). */
+int transport_chan_status(const struct transport_chan *ch);
+const char *transport_chan_error(const struct transport_chan *ch);
+/* As transport read/write (0 from read: end of stream). */
+ssize_t transport_chan_read(struct transport_chan *ch, void *buf, size_t len);
+ssize_t transport_chan_write(struct transport_chan *ch, const void *buf, size_t len);
+/* Whether the reader has room: pollfds counts only those channels' data. */
+void transport_chan_want_read(struct transport_chan *ch, bool want);
+/* Close and forget ch (the close finishes in the background). */
+void transport_chan_close(struct transport_chan *ch);
+void transport_chans_service(struct transport *t);
+
 /* Run argv (e.g. "ssh -x -a -oClearAllForwardings=yes -2 host -s sftp", or a
  * local server binary) with its stdin/stdout as the stream; its stderr is
  * left alone (so ssh can prompt on the terminal). */
