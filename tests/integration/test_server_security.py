@@ -5,6 +5,12 @@
   out, chains of links, renames, hard links and symlinks out, realpath and
   expand-path never reveal or reach anything outside, and never show DIR's
   real path.
+- The same for hashi's @hashi extensions (every path-taking one, following
+  links and not, with the sandbox and without it: Landlock alone would stop
+  creations outside, not xattrs, owners, modes or times); a link that points
+  out, named without following, is acted on itself; and every extension
+  works inside, sandboxed, over a pipe (as `sftp -D` runs the server) and
+  through sshd, with -r and without.
 - The sandbox: seccomp in effect for a server started by `sftp -D` and by
   sshd, Landlock with -R (tests/unit/test-sandbox.c checks that writes are
   refused, and that forbidden system calls kill).
@@ -552,7 +558,6 @@ def test_readonly_refuses_copy_data_and_hardlink(hashi_server, tmp_path):
 
 XNAME = "user.secret"
 IS_ROOT = os.geteuid() == 0
-SUB = "%(outside)s"
 
 
 def ext(r):
