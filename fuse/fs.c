@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "log.h"
 #include "sftp-proto.h"
 
@@ -30,10 +31,13 @@ struct node {
 struct fs {
 	struct sftp_client *c;
 	struct fs_config cfg;
+	struct files *files;        /* open files: write-behind, read-ahead */
+	GHashTable *opened;         /* fuse_ino_t -> struct seen: auto_cache */
 	pthread_mutex_t lock;       /* guards the inode table */
 	GHashTable *by_ino;         /* fuse_ino_t -> struct node */
 	GHashTable *by_path;        /* path -> struct node (live paths only) */
 	fuse_ino_t next_ino;
+	struct cache *cache;        /* attributes, listings, link targets */
 };
 
 static char *join_path(const char *dir, const char *name)
@@ -54,6 +58,29 @@ static char *node_path(struct fs *fs, fuse_ino_t ino)
 		p = g_strdup(n->path);
 	pthread_mutex_unlock(&fs->lock);
 	return p;
+}
+
+/* The path of ino if it still names it (not unlinked), malloc'd, or NULL. */
+static char *node_live_path(struct fs *fs, fuse_ino_t ino)
+{
+	char *p = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n && n->path && !n->unlinked)
+		p = g_strdup(n->path);
+	pthread_mutex_unlock(&fs->lock);
+	return p;
+}
+
+/* A local change to ino's contents or attributes (a write, a truncate). */
+static void cache_changed_ino(struct fs *fs, fuse_ino_t ino)
+{
+	if (!cache_enabled(fs->cache))
+		return;
+	char *p = node_path(fs, ino);
+	if (p)
+		cache_invalidate(fs->cache, p);
+	g_free(p);
 }
 
 static char *child_path(struct fs *fs, fuse_ino_t parent, const char *name)
@@ -275,12 +302,6 @@ static void ensure_ids(struct fs *fs, const struct sftp_attrs *a, size_t count, 
 
 /* ---- per-request context ------------------------------------------------ */
 
-struct file {
-	uint8_t handle[SFTP_MAX_HANDLE_LEN];
-	uint32_t hlen;
-	fuse_ino_t ino;
-};
-
 /* Open handles by inode, so that an unlinked file can still be reached. */
 static void node_add_file(struct fs *fs, fuse_ino_t ino, struct file *f)
 {
@@ -314,6 +335,21 @@ static bool node_unlinked_handle(struct fs *fs, fuse_ino_t ino, struct file *out
 	return found;
 }
 
+/* A copy of a handle ino is open with, if any (a setattr on it then goes
+ * by handle, behind the file's writes). */
+static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
+{
+	bool found = false;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	if (n && n->files) {
+		*out = *(struct file *)n->files->data;
+		found = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return found;
+}
+
 struct op {
 	struct fs *fs;
 	fuse_req_t req;
@@ -328,6 +364,11 @@ struct op {
 	struct sftp_attrs attrs;
 	int to_set;
 	mode_t mode;
+	uint64_t gen;          /* cache generation when the request was sent */
+	double ttl;            /* attrs from our cache: seconds left; fresh: < 0 */
+	struct sftp_attrs cur; /* setattr: the attributes before it */
+	bool have_cur;
+	bool lookup;           /* a LOOKUP: "no such file" is a negative entry */
 };
 
 static struct op *op_new(fuse_req_t req)
@@ -335,7 +376,22 @@ static struct op *op_new(fuse_req_t req)
 	struct op *o = g_new0(struct op, 1);
 	o->fs = fuse_req_userdata(req);
 	o->req = req;
+	o->ttl = -1;
 	return o;
+}
+
+/* What the kernel may keep: the configured time, but never longer than
+ * what we answered from our cache stays valid there. */
+static double kernel_timeout(double configured, double ttl)
+{
+	return ttl >= 0 && ttl < configured ? ttl : configured;
+}
+
+/* Send an LSTAT of o->path whose answer may go into the cache. */
+static void lstat_req(struct op *o, sftp_cb cb)
+{
+	o->gen = cache_gen(o->fs->cache);
+	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, cb, o);
 }
 
 static void op_free(struct op *o)
@@ -356,33 +412,11 @@ static struct file *file_of(struct fuse_file_info *fi)
 	return (struct file *)(uintptr_t)fi->fh;
 }
 
-/* Take a HANDLE reply into a new struct file. */
-static struct file *file_from_reply(struct sftp_reply *r, fuse_ino_t ino)
-{
-	const uint8_t *h;
-	uint32_t hlen;
-	if (r->type != SSH_FXP_HANDLE || wire_get_string(&r->body, &h, &hlen) || hlen == 0 ||
-	    hlen > SFTP_MAX_HANDLE_LEN) {
-		log_error("malformed HANDLE reply from the server");
-		return NULL;
-	}
-	struct file *f = g_new0(struct file, 1);
-	memcpy(f->handle, h, hlen);
-	f->hlen = hlen;
-	f->ino = ino;
-	return f;
-}
-
-static void close_cb(void *arg, struct sftp_reply *r)
-{
-	(void)r;
-	g_free(arg);
-}
-
 /* Close a handle nobody waits for (an error path). */
 static void file_close_quietly(struct fs *fs, struct file *f)
 {
-	sftp_handle_req(fs->c, SSH_FXP_CLOSE, f->handle, f->hlen, close_cb, f);
+	(void)fs;
+	file_discard(f);
 }
 
 /* An SFTP error as the errno a local filesystem would give. OpenSSH's server
@@ -403,10 +437,25 @@ static void reply_entry_from_attrs(struct op *o, const struct sftp_attrs *a, con
 	e.ino = node_ref(o->fs, path);
 	e.generation = 1;
 	fill_stat(o->fs, a, e.ino, &e.attr);
-	e.attr_timeout = o->fs->cfg.attr_timeout;
-	e.entry_timeout = o->fs->cfg.entry_timeout;
+	e.attr_timeout = kernel_timeout(o->fs->cfg.attr_timeout, o->ttl);
+	e.entry_timeout = kernel_timeout(o->fs->cfg.entry_timeout, o->ttl);
 	if (fuse_reply_entry(o->req, &e) != 0)
 		node_forget(o->fs, e.ino, 1);
+}
+
+/* A name that does not exist: a negative entry the kernel may keep. */
+static void reply_noent_free(struct op *o)
+{
+	double t = kernel_timeout(o->fs->cfg.negative_timeout, o->ttl);
+	if (t <= 0) {
+		reply_err_free(o, ENOENT);
+		return;
+	}
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.entry_timeout = t;
+	fuse_reply_entry(o->req, &e);
+	op_free(o);
 }
 
 static void entry_finish(void *arg)
@@ -420,9 +469,16 @@ static void entry_lstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
-		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		int err = r->err ? reply_errno(r) : EIO;
+		if (err == ENOENT && r->type == SSH_FXP_STATUS)
+			cache_put_noent(o->fs->cache, o->path, o->gen);
+		if (err == ENOENT && o->lookup)
+			reply_noent_free(o);
+		else
+			reply_err_free(o, err);
 		return;
 	}
+	cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
 }
 
@@ -434,7 +490,19 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_err_free(o, errno);
 		return;
 	}
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+	o->lookup = true;
+	switch (cache_get_attrs(o->fs->cache, o->path, &o->attrs, &o->ttl)) {
+	case CACHE_HIT:
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
+		return;
+	case CACHE_NOENT:
+		reply_noent_free(o);
+		return;
+	case CACHE_MISS:
+		break;
+	}
+	o->ttl = -1;
+	lstat_req(o, entry_lstat_cb);
 }
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -460,10 +528,12 @@ static void attr_finish(void *arg)
 	fill_stat(o->fs, &o->attrs, o->ino, &st);
 	if (o->unlinked)
 		st.st_nlink = 0;
-	fuse_reply_attr(o->req, &st, o->fs->cfg.attr_timeout);
+	fuse_reply_attr(o->req, &st, kernel_timeout(o->fs->cfg.attr_timeout, o->ttl));
 	op_free(o);
 }
 
+/* Attributes from LSTAT or FSTAT; o->path2, if set, is the live path they
+ * may be cached under. */
 static void attr_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
@@ -471,6 +541,8 @@ static void attr_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	if (o->path2)
+		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, o->gen);
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
 }
 
@@ -478,6 +550,13 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct op *o = op_new(req);
 	o->ino = ino;
+	o->path2 = node_live_path(o->fs, ino);
+	if (o->path2 && cache_get_attrs(o->fs->cache, o->path2, &o->attrs, &o->ttl) == CACHE_HIT) {
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+		return;
+	}
+	o->ttl = -1;
+	o->gen = cache_gen(o->fs->cache);
 	if (fi && fi->fh) {
 		struct file *f = file_of(fi);
 		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, f->handle, f->hlen, attr_cb, o);
@@ -497,6 +576,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void setattr_send(struct op *o);
+static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh);
 
 /* Step 0 of a setattr that needs the current attributes (to complete a
  * half-given owner or time pair, and to know whether it is a symlink). */
@@ -508,6 +588,17 @@ static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	setattr_with_current(o, &cur, true);
+}
+
+/* cur: the attributes before; fresh: from the server for this request
+ * (then the answer can be made from them: a local change shows what the
+ * server has, not what we cached). */
+static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh)
+{
+	struct sftp_attrs cur = *c;
+	o->cur = cur;
+	o->have_cur = fresh;
 	struct sftp_attrs *a = &o->attrs;
 	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    !(o->to_set & FUSE_SET_ATTR_UID))
@@ -525,9 +616,44 @@ static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 	setattr_send(o);
 }
 
+/* What a successful SETSTAT leaves, when it is certain from the attributes
+ * the server gave just before it (o->have_cur): a mode without set-id bits, an owner of a file without them
+ * (chown may clear them), times (sent as numbers, "now" included). Not a
+ * size (the server sets the mtime), not a symlink (without lsetstat the
+ * change went to its target). The result goes into o->attrs. */
+static bool setattr_result(struct op *o)
+{
+	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID |
+			      SSH_FILEXFER_ATTR_ACMODTIME;
+	struct sftp_attrs n = o->cur;
+	const struct sftp_attrs *a = &o->attrs;
+	if (!o->have_cur || (n.flags & need) != need || S_ISLNK(n.perm) ||
+	    (a->flags & SSH_FILEXFER_ATTR_SIZE) || a->flags == 0)
+		return false;
+	if (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) {
+		if (a->perm & (S_ISUID | S_ISGID))
+			return false;
+		n.perm = (n.perm & S_IFMT) | (a->perm & 07777);
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
+		if (n.perm & (S_ISUID | S_ISGID))
+			return false;
+		n.uid = a->uid;
+		n.gid = a->gid;
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
+		n.atime = a->atime;
+		n.mtime = a->mtime;
+	}
+	o->attrs = n;
+	return true;
+}
+
 static void setattr_done_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
+	if (o->path) /* (a failure may have changed a part) */
+		cache_invalidate(o->fs->cache, o->path);
 	if (r->err) {
 		int err = reply_errno(r);
 		/* The server's EPERM and EACCES both arrive as "permission
@@ -541,11 +667,58 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, err);
 		return;
 	}
+	o->path2 = node_live_path(o->fs, o->ino);
+	if (setattr_result(o)) {
+		if (o->path2)
+			cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+		return;
+	}
 	/* Answer with what the server has now. */
+	o->gen = cache_gen(o->fs->cache);
 	if (o->file)
 		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, attr_cb, o);
 	else
 		sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, attr_cb, o);
+}
+
+/* FSETSTAT and the FSTAT for the answer, sent together: one round trip. */
+struct fset_join {
+	struct op *o;
+	int left;
+	int set_err, stat_err;
+};
+
+static void fset_join_done(struct fset_join *j)
+{
+	struct op *o = j->o;
+	int set_err = j->set_err, stat_err = j->stat_err;
+	g_free(j);
+	if (set_err) {
+		setattr_done_cb(o, &(struct sftp_reply){ .type = SSH_FXP_STATUS, .err = set_err });
+		return;
+	}
+	if (stat_err) {
+		reply_err_free(o, stat_err);
+		return;
+	}
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+}
+
+static void fset_set_cb(void *arg, struct sftp_reply *r)
+{
+	struct fset_join *j = arg;
+	j->set_err = r->err ? reply_errno(r) : 0;
+	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
+		fset_join_done(j);
+}
+
+static void fset_stat_cb(void *arg, struct sftp_reply *r)
+{
+	struct fset_join *j = arg;
+	j->stat_err = r->err ? reply_errno(r) : sftp_reply_attrs(r, &j->o->attrs);
+	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
+		fset_join_done(j);
 }
 
 static void setattr_send(struct op *o)
@@ -554,6 +727,13 @@ static void setattr_send(struct op *o)
 	if (o->file) {
 		m = sftp_msg_new(SSH_FXP_FSETSTAT);
 		wire_put_string(sftp_msg_buf(m), o->file->handle, o->file->hlen);
+		attrs_put(sftp_msg_buf(m), &o->attrs);
+		struct fset_join *j = g_new0(struct fset_join, 1);
+		j->o = o;
+		j->left = 2;
+		sftp_submit(o->fs->c, m, fset_set_cb, j);
+		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, fset_stat_cb, j);
+		return;
 	} else if (S_ISLNK(o->mode) && (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT) &&
 		   !(o->attrs.flags & SSH_FILEXFER_ATTR_SIZE)) {
 		/* A symlink's own attributes, not its target's. */
@@ -584,7 +764,8 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	o->path = node_path(o->fs, ino);
 	if (fi && fi->fh)
 		o->file = file_of(fi);
-	else if (node_unlinked_handle(o->fs, ino, &o->tmpfile))
+	else if (node_unlinked_handle(o->fs, ino, &o->tmpfile) ||
+		 node_open_handle(o->fs, ino, &o->tmpfile))
 		o->file = &o->tmpfile;
 	if (!o->path && !o->file) {
 		reply_err_free(o, ESTALE);
@@ -629,6 +810,12 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				 (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
 	bool may_be_link = !o->file && !(to_set & FUSE_SET_ATTR_SIZE);
 	if (half_owner || half_time || may_be_link) {
+		/* What the cache knows completes a pair and tells a symlink. */
+		struct sftp_attrs cur;
+		if (!o->file && cache_get_attrs(o->fs->cache, o->path, &cur, NULL) == CACHE_HIT) {
+			setattr_with_current(o, &cur, false);
+			return;
+		}
 		if (o->file)
 			sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen,
 					setattr_stat_cb, o);
@@ -649,6 +836,7 @@ static void readlink_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	cache_put_link(o->fs->cache, o->path, target, o->gen);
 	fuse_reply_readlink(o->req, target);
 	free(target);
 	op_free(o);
@@ -662,6 +850,14 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 		reply_err_free(o, ESTALE);
 		return;
 	}
+	char *target;
+	if (cache_get_link(o->fs->cache, o->path, &target)) {
+		fuse_reply_readlink(req, target);
+		g_free(target);
+		op_free(o);
+		return;
+	}
+	o->gen = cache_gen(o->fs->cache);
 	sftp_path_req(o->fs->c, SSH_FXP_READLINK, o->path, readlink_cb, o);
 }
 
@@ -704,11 +900,19 @@ static void make_entry_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
+		cache_invalidate_entry(o->fs->cache, o->path);
 		if (!failure_refined(o, r, REFINE_CREATE, o->path))
 			reply_err_free(o, reply_errno(r));
 		return;
 	}
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+	/* A new name in the parent; a hard link's source has one more link;
+	 * a new directory is empty. */
+	cache_entry_added(o->fs->cache, o->path);
+	if (o->path2)
+		cache_invalidate(o->fs->cache, o->path2);
+	if (o->flags == O_DIRECTORY)
+		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
+	lstat_req(o, entry_lstat_cb);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -723,6 +927,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	attrs_clear(&a);
 	a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
 	a.perm = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	o->flags = O_DIRECTORY;
 	struct sftp_msg *m = sftp_msg_new(SSH_FXP_MKDIR);
 	wire_put_cstring(sftp_msg_buf(m), o->path);
 	attrs_put(sftp_msg_buf(m), &a);
@@ -766,11 +971,14 @@ static void unlink_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
+		/* What we had cached may be why it was asked: ask again next time. */
+		cache_invalidate_entry(o->fs->cache, o->path);
 		if (!failure_refined(o, r, o->step, o->path))
 			reply_err_free(o, reply_errno(r));
 		return;
 	}
 	node_detach(o->fs, o->path);
+	cache_entry_removed(o->fs->cache, o->path, o->step == REFINE_RMDIR);
 	reply_err_free(o, 0);
 }
 
@@ -813,6 +1021,8 @@ static void rename_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
+		cache_invalidate_entry(o->fs->cache, o->path);
+		cache_invalidate_entry(o->fs->cache, o->path2);
 		if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE) {
 			sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path2, rename_refine_cb, o);
 			return;
@@ -821,6 +1031,7 @@ static void rename_cb(void *arg, struct sftp_reply *r)
 		return;
 	}
 	node_rename(o->fs, o->path, o->path2);
+	cache_rename(o->fs->cache, o->path, o->path2);
 	reply_err_free(o, 0);
 }
 
@@ -882,6 +1093,7 @@ static void create_fstat_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), create_finish, o);
 }
 
@@ -896,7 +1108,7 @@ static void create_finish(void *arg)
 	fill_stat(o->fs, &a, e.ino, &e.attr);
 	e.attr_timeout = o->fs->cfg.attr_timeout;
 	e.entry_timeout = o->fs->cfg.entry_timeout;
-	o->file->ino = e.ino;
+	file_set_ino(o->file, e.ino);
 	o->fi.fh = (uint64_t)(uintptr_t)o->file;
 	node_add_file(o->fs, e.ino, o->file);
 	if (fuse_reply_create(o->req, &e, &o->fi) != 0) {
@@ -907,32 +1119,90 @@ static void create_finish(void *arg)
 	op_free(o);
 }
 
-static void open_cb(void *arg, struct sftp_reply *r)
+/* -o auto_cache: what a file looked like when it was last opened. */
+struct seen {
+	uint64_t size;
+	uint32_t mtime;
+};
+
+/* Whether the kernel may keep the pages it has of ino (a is its attributes
+ * now, or NULL when unknown). */
+static bool keep_cache(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a)
 {
-	struct op *o = arg;
-	if (r->err) {
-		if ((o->flags & O_CREAT) && (o->flags & O_EXCL) &&
-		    failure_refined(o, r, REFINE_CREATE, o->path))
+	if (fs->cfg.kernel_cache)
+		return true;
+	if (!fs->cfg.auto_cache || !a)
+		return false;
+	struct seen now = { a->size, a->mtime };
+	pthread_mutex_lock(&fs->lock);
+	struct seen *old = g_hash_table_lookup(fs->opened, &ino);
+	bool same = old && old->size == now.size && old->mtime == now.mtime;
+	if (!old) {
+		fuse_ino_t *k = g_new(fuse_ino_t, 1);
+		*k = ino;
+		old = g_new(struct seen, 1);
+		g_hash_table_insert(fs->opened, k, old);
+	}
+	*old = now;
+	pthread_mutex_unlock(&fs->lock);
+	return same;
+}
+
+/* An OPEN with an LSTAT of its path sent right behind it (the server
+ * answers in order): one round trip gives the handle and the attributes a
+ * create must answer with (or auto_cache compares). */
+struct open_join {
+	struct op *o;
+	struct sftp_client *conn; /* where the handle will live */
+	int left;
+	bool have_attrs;
+	int open_err;
+	uint8_t open_type;
+	uint32_t open_status;
+};
+
+static void open_done(struct open_join *j)
+{
+	struct op *o = j->o;
+	if (o->file) {
+		if (o->flags & O_CREAT)
+			cache_entry_added(o->fs->cache, o->path);
+		else if (o->flags & O_TRUNC)
+			cache_invalidate(o->fs->cache, o->path);
+	}
+	if (o->step == 1) { /* create */
+		if (!o->file) {
+			int err = j->open_err;
+			/* O_EXCL and a bare "failure": the LSTAT behind it says why */
+			if ((o->flags & O_EXCL) && j->open_type == SSH_FXP_STATUS &&
+			    j->open_status == SSH_FX_FAILURE)
+				err = j->have_attrs ? EEXIST : EPERM;
+			g_free(j);
+			reply_err_free(o, err);
 			return;
-		reply_err_free(o, reply_errno(r));
+		}
+		bool usable = j->have_attrs && (o->attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
+			      S_ISREG(o->attrs.perm);
+		g_free(j);
+		if (usable) {
+			cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
+			ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), create_finish, o);
+		} else {
+			sftp_handle_req(o->file->c, SSH_FXP_FSTAT, o->file->handle,
+					o->file->hlen, create_fstat_cb, o);
+		}
 		return;
 	}
-	o->file = file_from_reply(r, o->ino);
 	if (!o->file) {
-		reply_err_free(o, EIO);
+		int err = j->open_err;
+		g_free(j);
+		reply_err_free(o, err);
 		return;
 	}
-	if (o->step == 2) { /* mknod: a file is made; no handle is wanted */
-		file_close_quietly(o->fs, o->file);
-		o->file = NULL;
-		sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
-		return;
-	}
-	if (o->step == 1) { /* create: the entry needs attributes */
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen,
-				create_fstat_cb, o);
-		return;
-	}
+	if (j->have_attrs) /* fresh from the server: what stat shows from now on */
+		cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
+	o->fi.keep_cache = keep_cache(o->fs, o->ino, j->have_attrs ? &o->attrs : NULL);
+	g_free(j);
 	o->fi.fh = (uint64_t)(uintptr_t)o->file;
 	node_add_file(o->fs, o->ino, o->file);
 	if (fuse_reply_open(o->req, &o->fi) != 0) {
@@ -940,6 +1210,31 @@ static void open_cb(void *arg, struct sftp_reply *r)
 		file_close_quietly(o->fs, o->file);
 	}
 	op_free(o);
+}
+
+static void join_open_cb(void *arg, struct sftp_reply *r)
+{
+	struct open_join *j = arg;
+	struct op *o = j->o;
+	if (r->err) {
+		j->open_err = reply_errno(r);
+		j->open_type = r->type;
+		j->open_status = r->status;
+	} else {
+		o->file = file_from_handle(o->fs->files, j->conn, r, o->ino, o->flags);
+		if (!o->file)
+			j->open_err = EIO;
+	}
+	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
+		open_done(j);
+}
+
+static void join_lstat_cb(void *arg, struct sftp_reply *r)
+{
+	struct open_join *j = arg;
+	j->have_attrs = r->err == 0 && sftp_reply_attrs(r, &j->o->attrs) == 0;
+	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
+		open_done(j);
 }
 
 static void send_open(struct op *o, mode_t mode, bool with_mode)
@@ -950,11 +1245,23 @@ static void send_open(struct op *o, mode_t mode, bool with_mode)
 		a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
 		a.perm = mode & 07777;
 	}
+	/* A file only read may go to the least busy connection; one written
+	 * stays with the names (so that a stat after a write sees it). */
+	bool reading = (o->flags & O_ACCMODE) == O_RDONLY && !(o->flags & (O_CREAT | O_TRUNC));
+	struct sftp_client *conn = reading ? sftp_client_pick(o->fs->c) : o->fs->c;
 	struct sftp_msg *m = sftp_msg_new(SSH_FXP_OPEN);
 	wire_put_cstring(sftp_msg_buf(m), o->path);
 	wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
 	attrs_put(sftp_msg_buf(m), &a);
-	sftp_submit(o->fs->c, m, open_cb, o);
+	struct open_join *j = g_new0(struct open_join, 1);
+	j->o = o;
+	j->conn = conn;
+	bool with_lstat = o->step == 1 || (o->fs->cfg.auto_cache && !o->fs->cfg.kernel_cache);
+	j->left = with_lstat ? 2 : 1;
+	o->gen = cache_gen(o->fs->cache);
+	sftp_submit(conn, m, join_open_cb, j);
+	if (with_lstat)
+		sftp_path_req(conn, SSH_FXP_LSTAT, o->path, join_lstat_cb, j);
 }
 
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -983,7 +1290,32 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	o->fi = *fi;
 	o->flags = fi->flags & ~(O_CREAT | O_EXCL);
+	if (o->flags & O_TRUNC)
+		files_changed(o->fs->files, ino);
 	send_open(o, 0, false);
+}
+
+static void ignore_cb(void *arg, struct sftp_reply *r)
+{
+	(void)arg;
+	(void)r;
+}
+
+static void mknod_open_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err) {
+		if (!failure_refined(o, r, REFINE_CREATE, o->path))
+			reply_err_free(o, reply_errno(r));
+		return;
+	}
+	/* A file is made; no handle is wanted. */
+	cache_entry_added(o->fs->cache, o->path);
+	const uint8_t *h;
+	uint32_t hlen;
+	if (r->type == SSH_FXP_HANDLE && !wire_get_string(&r->body, &h, &hlen))
+		sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, h, hlen, ignore_cb, NULL);
+	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
 }
 
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -1009,173 +1341,7 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	wire_put_cstring(sftp_msg_buf(m), o->path);
 	wire_put_u32(sftp_msg_buf(m), SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_EXCL);
 	attrs_put(sftp_msg_buf(m), &a);
-	o->step = 2;
-	sftp_submit(o->fs->c, m, open_cb, o);
-}
-
-/* Reads: split into the server's maximum, all sent at once; a short reply
- * asks again for the rest; the kernel gets the bytes up to the first EOF. */
-struct read_op {
-	fuse_req_t req;
-	struct fs *fs;
-	struct file *file;
-	uint64_t off;
-	size_t size;
-	char *buf;
-	size_t eof_at;        /* bytes valid before EOF (size if none seen) */
-	int err;
-	int outstanding;
-	pthread_mutex_t lock;
-};
-
-struct read_part {
-	struct read_op *ro;
-	size_t start, len;    /* within the read */
-};
-
-static void read_finish(struct read_op *ro)
-{
-	if (ro->err)
-		fuse_reply_err(ro->req, ro->err);
-	else
-		fuse_reply_buf(ro->req, ro->buf, ro->eof_at);
-	pthread_mutex_destroy(&ro->lock);
-	g_free(ro->buf);
-	g_free(ro);
-}
-
-static void read_part_cb(void *arg, struct sftp_reply *r)
-{
-	struct read_part *p = arg;
-	struct read_op *ro = p->ro;
-	bool again = false;
-
-	pthread_mutex_lock(&ro->lock);
-	if (r->type == SSH_FXP_DATA) {
-		const uint8_t *data;
-		uint32_t n;
-		if (wire_get_string(&r->body, &data, &n) || n > p->len) {
-			log_error("malformed DATA reply from the server");
-			ro->err = EIO;
-		} else if (n == 0) {
-			if (p->start < ro->eof_at)
-				ro->eof_at = p->start;
-		} else {
-			memcpy(ro->buf + p->start, data, n);
-			if (n < p->len) {
-				/* A short read is not EOF: ask for the rest. */
-				p->start += n;
-				p->len -= n;
-				again = true;
-			}
-		}
-	} else if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF) {
-		if (p->start < ro->eof_at)
-			ro->eof_at = p->start;
-	} else {
-		ro->err = reply_errno(r);
-	}
-	if (again && !ro->err && p->start < ro->eof_at) {
-		pthread_mutex_unlock(&ro->lock);
-		sftp_read_req(ro->fs->c, ro->file->handle, ro->file->hlen, ro->off + p->start,
-			      (uint32_t)p->len, read_part_cb, p);
-		return;
-	}
-	bool last = --ro->outstanding == 0;
-	pthread_mutex_unlock(&ro->lock);
-	g_free(p);
-	if (last)
-		read_finish(ro);
-}
-
-static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
-{
-	(void)ino;
-	struct fs *fs = fuse_req_userdata(req);
-	if (size == 0) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	struct read_op *ro = g_new0(struct read_op, 1);
-	ro->req = req;
-	ro->fs = fs;
-	ro->file = file_of(fi);
-	ro->off = (uint64_t)off;
-	ro->size = size;
-	ro->eof_at = size;
-	ro->buf = g_malloc(size);
-	pthread_mutex_init(&ro->lock, NULL);
-	uint32_t chunk = sftp_client_max_read(fs->c);
-	size_t nparts = (size + chunk - 1) / chunk;
-	ro->outstanding = (int)nparts;
-	for (size_t i = 0; i < nparts; i++) {
-		struct read_part *p = g_new0(struct read_part, 1);
-		p->ro = ro;
-		p->start = i * chunk;
-		p->len = size - p->start < chunk ? size - p->start : chunk;
-		sftp_read_req(fs->c, ro->file->handle, ro->file->hlen, ro->off + p->start,
-			      (uint32_t)p->len, read_part_cb, p);
-	}
-}
-
-struct write_op {
-	fuse_req_t req;
-	size_t size;
-	int err;
-	int outstanding;
-	pthread_mutex_t lock;
-};
-
-static void write_part_cb(void *arg, struct sftp_reply *r)
-{
-	struct write_op *wo = arg;
-	pthread_mutex_lock(&wo->lock);
-	if (r->err && !wo->err)
-		wo->err = reply_errno(r);
-	bool last = --wo->outstanding == 0;
-	pthread_mutex_unlock(&wo->lock);
-	if (!last)
-		return;
-	if (wo->err)
-		fuse_reply_err(wo->req, wo->err);
-	else
-		fuse_reply_write(wo->req, wo->size);
-	pthread_mutex_destroy(&wo->lock);
-	g_free(wo);
-}
-
-static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
-{
-	(void)ino;
-	struct fs *fs = fuse_req_userdata(req);
-	struct file *f = file_of(fi);
-	if (size == 0) {
-		fuse_reply_write(req, 0);
-		return;
-	}
-	struct write_op *wo = g_new0(struct write_op, 1);
-	wo->req = req;
-	wo->size = size;
-	pthread_mutex_init(&wo->lock, NULL);
-	uint32_t chunk = sftp_client_max_write(fs->c);
-	size_t nparts = (size + chunk - 1) / chunk;
-	wo->outstanding = (int)nparts;
-	for (size_t i = 0; i < nparts; i++) {
-		size_t start = i * chunk;
-		size_t len = size - start < chunk ? size - start : chunk;
-		sftp_write_req(fs->c, f->handle, f->hlen, (uint64_t)off + start, buf + start,
-			       (uint32_t)len, write_part_cb, wo);
-	}
-}
-
-static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	/* Every write was acknowledged before it returned. */
-	fuse_reply_err(req, 0);
+	sftp_submit(o->fs->c, m, mknod_open_cb, o);
 }
 
 static void status_cb(void *arg, struct sftp_reply *r)
@@ -1184,35 +1350,42 @@ static void status_cb(void *arg, struct sftp_reply *r)
 	reply_err_free(o, r->err ? reply_errno(r) : 0);
 }
 
-static void release_cb(void *arg, struct sftp_reply *r)
+/* Reads, writes, flush, fsync and release: file.c, per open file. */
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
 {
-	struct op *o = arg;
-	g_free(o->file);
-	reply_err_free(o, r->err ? reply_errno(r) : 0);
+	(void)ino;
+	file_read(file_of(fi), req, size, off);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	cache_changed_ino(fuse_req_userdata(req), ino);
+	file_write(file_of(fi), req, buf, size, off);
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		cache_changed_ino(fuse_req_userdata(req), ino);
+	file_flush(file_of(fi), req);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	struct op *o = op_new(req);
-	o->file = file_of(fi);
-	node_remove_file(o->fs, o->file->ino, o->file);
-	sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, o->file->handle, o->file->hlen, release_cb, o);
+	struct fs *fs = fuse_req_userdata(req);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		cache_changed_ino(fs, ino);
+	struct file *f = file_of(fi);
+	node_remove_file(fs, f->ino, f);
+	file_release(f, req);
 }
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)ino;
-	(void)datasync;
-	struct op *o = op_new(req);
-	if (!(sftp_client_exts(o->fs->c) & SFTP_HAS_FSYNC)) {
-		reply_err_free(o, 0);
-		return;
-	}
-	struct file *f = file_of(fi);
-	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_FSYNC);
-	wire_put_string(sftp_msg_buf(m), f->handle, f->hlen);
-	sftp_submit(o->fs->c, m, status_cb, o);
+	file_fsync(file_of(fi), req, datasync);
 }
 
 /* ---- directories -------------------------------------------------------- */
@@ -1220,17 +1393,77 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 struct dirent_rec {
 	char *name;
 	struct sftp_attrs attrs;
+	double ttl;           /* from our cache: seconds left; fresh: < 0 */
 };
 
 struct dir {
 	fuse_ino_t ino;
 	uint8_t handle[SFTP_MAX_HANDLE_LEN];
-	uint32_t hlen;
+	uint32_t hlen;        /* 0: the listing came from our cache */
 	char *path;
 	GArray *entries;      /* struct dirent_rec, in server order */
 	bool eof;
+	bool partial;         /* entries were dropped: do not cache the listing */
+	uint64_t gen;         /* cache generation at OPENDIR */
 	pthread_mutex_t lock;
 };
+
+static void dir_free(struct dir *d)
+{
+	for (guint i = 0; i < d->entries->len; i++)
+		free(g_array_index(d->entries, struct dirent_rec, i).name);
+	g_array_free(d->entries, TRUE);
+	pthread_mutex_destroy(&d->lock);
+	g_free(d->path);
+	g_free(d);
+}
+
+static struct dir *dir_new(struct op *o)
+{
+	struct dir *d = g_new0(struct dir, 1);
+	d->path = o->path;
+	d->ino = o->ino;
+	d->gen = o->gen;
+	o->path = NULL;
+	d->entries = g_array_new(FALSE, FALSE, sizeof(struct dirent_rec));
+	pthread_mutex_init(&d->lock, NULL);
+	return d;
+}
+
+static void dir_add(struct dir *d, const char *name, const struct sftp_attrs *a, double ttl)
+{
+	struct dirent_rec e = { .name = strdup(name), .attrs = *a, .ttl = ttl };
+	g_array_append_val(d->entries, e);
+}
+
+static void dir_add_cached(void *arg, const char *name, const struct sftp_attrs *a, double ttl)
+{
+	dir_add(arg, name, a, ttl);
+}
+
+/* The whole listing from our cache: no handle on the server. */
+static bool dir_from_cache(struct op *o)
+{
+	struct dir *d = dir_new(o);
+	struct sftp_attrs dot;
+	attrs_clear(&dot);
+	dot.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+	dot.perm = S_IFDIR | 0755;
+	dir_add(d, ".", &dot, -1);
+	dir_add(d, "..", &dot, -1);
+	if (!cache_get_dir(o->fs->cache, d->path, dir_add_cached, d)) {
+		o->path = d->path;
+		d->path = NULL;
+		dir_free(d);
+		return false;
+	}
+	d->eof = true;
+	o->fi.fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(o->req, &o->fi) != 0)
+		dir_free(d);
+	op_free(o);
+	return true;
+}
 
 static void opendir_cb(void *arg, struct sftp_reply *r)
 {
@@ -1247,14 +1480,9 @@ static void opendir_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, EIO);
 		return;
 	}
-	struct dir *d = g_new0(struct dir, 1);
+	struct dir *d = dir_new(o);
 	memcpy(d->handle, h, hlen);
 	d->hlen = hlen;
-	d->path = o->path;
-	d->ino = o->ino;
-	o->path = NULL;
-	d->entries = g_array_new(FALSE, FALSE, sizeof(struct dirent_rec));
-	pthread_mutex_init(&d->lock, NULL);
 	o->fi.fh = (uint64_t)(uintptr_t)d;
 	if (fuse_reply_open(o->req, &o->fi) != 0) {
 		struct file *f = g_new0(struct file, 1);
@@ -1275,6 +1503,9 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	o->fi = *fi;
 	o->ino = ino;
+	if (dir_from_cache(o))
+		return;
+	o->gen = cache_gen(o->fs->cache);
 	sftp_path_req(o->fs->c, SSH_FXP_OPENDIR, o->path, opendir_cb, o);
 }
 
@@ -1335,8 +1566,8 @@ static void readdir_fill(struct readdir_op *rd)
 				path = join_path(d->path, e->name);
 				ep.ino = node_ref(fs, path);
 				ep.generation = 1;
-				ep.attr_timeout = fs->cfg.attr_timeout;
-				ep.entry_timeout = fs->cfg.entry_timeout;
+				ep.attr_timeout = kernel_timeout(fs->cfg.attr_timeout, e->ttl);
+				ep.entry_timeout = kernel_timeout(fs->cfg.entry_timeout, e->ttl);
 			}
 			fill_stat(fs, &e->attrs, ep.ino, &ep.attr);
 			if (dots) /* no lookup is made, but readdir(3) skips inode 0 */
@@ -1370,12 +1601,37 @@ static void readdir_fill(struct readdir_op *rd)
 static void readdir_more(struct readdir_op *rd);
 static void readdir_go_on(void *arg);
 
+/* readdirplus for us too: each entry's attributes go into the cache. */
+static void dir_cache_entry(struct fs *fs, struct dir *d, const struct dirent_rec *e)
+{
+	if (!cache_enabled(fs->cache) || strcmp(e->name, ".") == 0 || strcmp(e->name, "..") == 0)
+		return;
+	char *path = join_path(d->path, e->name);
+	cache_put_attrs(fs->cache, path, &e->attrs, d->gen);
+	g_free(path);
+}
+
+/* The whole listing has arrived (d->lock is not held). */
+static void dir_cache_listing(struct fs *fs, struct dir *d)
+{
+	if (!cache_enabled(fs->cache) || d->partial)
+		return;
+	pthread_mutex_lock(&d->lock);
+	const char **names = g_new(const char *, d->entries->len + 1);
+	for (guint i = 0; i < d->entries->len; i++)
+		names[i] = g_array_index(d->entries, struct dirent_rec, i).name;
+	cache_put_dir(fs->cache, d->path, names, d->entries->len, d->gen);
+	g_free(names);
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void readdir_cb(void *arg, struct sftp_reply *r)
 {
 	struct readdir_op *rd = arg;
 	struct dir *d = rd->d;
 	if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF) {
 		d->eof = true;
+		dir_cache_listing(rd->fs, d);
 		readdir_fill(rd);
 		return;
 	}
@@ -1394,10 +1650,11 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 	pthread_mutex_lock(&d->lock);
 	size_t o_first = d->entries->len;
 	for (uint32_t i = 0; i < count; i++) {
-		struct dirent_rec e;
+		struct dirent_rec e = { .ttl = -1 };
 		char *longname;
 		if (wire_get_cstring(&r->body, &e.name, 4096)) {
 			log_error("malformed READDIR reply from the server");
+			d->partial = true;
 			break;
 		}
 		longname = NULL;
@@ -1405,15 +1662,18 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 			log_error("malformed READDIR reply from the server");
 			free(longname);
 			free(e.name);
+			d->partial = true;
 			break;
 		}
 		free(longname);
 		if (!name_ok(e.name)) {
 			log_error("server sent an invalid name in a directory listing: \"%s\"", e.name);
 			free(e.name);
+			d->partial = true;
 			continue;
 		}
 		g_array_append_val(d->entries, e);
+		dir_cache_entry(rd->fs, d, &e);
 	}
 	pthread_mutex_unlock(&d->lock);
 	rd->last_count = count;
@@ -1475,22 +1735,16 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	readdir_common(req, size, off, fi, true);
 }
 
-static void dir_free(struct dir *d)
-{
-	for (guint i = 0; i < d->entries->len; i++)
-		free(g_array_index(d->entries, struct dirent_rec, i).name);
-	g_array_free(d->entries, TRUE);
-	pthread_mutex_destroy(&d->lock);
-	g_free(d->path);
-	g_free(d);
-}
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct op *o = op_new(req);
 	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
-	sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, d->handle, d->hlen, status_cb, o);
+	if (d->hlen)
+		sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, d->handle, d->hlen, status_cb, o);
+	else
+		reply_err_free(o, 0);
 	dir_free(d);
 }
 
@@ -1560,6 +1814,8 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	sftp_submit(o->fs->c, m, statfs_cb, o);
 }
 
+static void access_check(struct op *o, const struct sftp_attrs *a);
+
 static void access_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
@@ -1568,8 +1824,13 @@ static void access_cb(void *arg, struct sftp_reply *r)
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
+	access_check(o, &a);
+}
+
+static void access_check(struct op *o, const struct sftp_attrs *a)
+{
 	struct stat st;
-	fill_stat(o->fs, &a, o->ino, &st);
+	fill_stat(o->fs, a, o->ino, &st);
 	int mask = o->flags;
 	const struct fuse_ctx *ctx = fuse_req_ctx(o->req);
 	int err = 0;
@@ -1600,6 +1861,13 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 		reply_err_free(o, ESTALE);
 		return;
 	}
+	/* access(2) has followed symlinks already: lstat's answer is stat's. */
+	struct sftp_attrs a;
+	if (cache_get_attrs(o->fs->cache, o->path, &a, NULL) == CACHE_HIT &&
+	    (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && !S_ISLNK(a.perm)) {
+		access_check(o, &a);
+		return;
+	}
 	sftp_path_req(o->fs->c, SSH_FXP_STAT, o->path, access_cb, o);
 }
 
@@ -1615,6 +1883,7 @@ struct copy_op {
 static void copy_done_cb(void *arg, struct sftp_reply *r)
 {
 	struct copy_op *co = arg;
+	files_changed(co->fs->files, co->out->ino);
 	if (r->err)
 		fuse_reply_err(co->req, reply_errno(r));
 	else
@@ -1645,7 +1914,7 @@ static void copy_fstat_cb(void *arg, struct sftp_reply *r)
 	wire_put_u64(b, co->len);
 	wire_put_string(b, co->out->handle, co->out->hlen);
 	wire_put_u64(b, co->off_out);
-	sftp_submit(co->fs->c, m, copy_done_cb, co);
+	sftp_submit(co->out->c, m, copy_done_cb, co);
 }
 
 static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
@@ -1653,13 +1922,16 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			       struct fuse_file_info *fi_out, size_t len, int flags)
 {
 	(void)ino_in;
-	(void)ino_out;
 	struct fs *fs = fuse_req_userdata(req);
+	cache_changed_ino(fs, ino_out);
 	if (flags != 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (!(sftp_client_exts(fs->c) & SFTP_HAS_COPY_DATA)) {
+	/* copy-data needs both handles on one connection; else the kernel
+	 * copies through us */
+	if (!(sftp_client_exts(fs->c) & SFTP_HAS_COPY_DATA) ||
+	    file_of(fi_in)->c != file_of(fi_out)->c) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -1671,18 +1943,46 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	co->off_in = (uint64_t)off_in;
 	co->off_out = (uint64_t)off_out;
 	co->len = len;
-	sftp_handle_req(fs->c, SSH_FXP_FSTAT, co->in->handle, co->in->hlen, copy_fstat_cb, co);
+	files_changed(fs->files, co->out->ino);
+	sftp_handle_req(co->in->c, SSH_FXP_FSTAT, co->in->handle, co->in->hlen, copy_fstat_cb, co);
 }
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	/* Keep O_APPEND and our own writes exact: no writeback cache yet. */
+	/* READDIR carries every entry's attributes: always hand them to the
+	 * kernel (readdirplus), not only on the first call for a directory. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* No writeback cache: with it the kernel would pick O_APPEND offsets
+	 * from a size it caches, write pages back after close (where errors
+	 * cannot reach anyone) and keep its own mtime. Our write-behind gives
+	 * the speed without that: a write returns once queued. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* The kernel's writes as big as it sends them (we split them into the
+	 * server's maximum); its reads are 128 KiB, our read-ahead does the rest. */
 	conn->max_write = 1024 * 1024;
 	conn->max_readahead = 1024 * 1024;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want &= ~FUSE_CAP_SPLICE_WRITE;
+	log_debug("kernel: max_write %u, max_readahead %u, server max read %u, max write %u",
+		  conn->max_write, conn->max_readahead, sftp_client_max_read(fs->c),
+		  sftp_client_max_write(fs->c));
+}
+
+/* A size change makes what was read ahead stale. */
+static void fs_setattr_data(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			    struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		files_changed(fs->files, ino);
+	fs_setattr(req, ino, attr, to_set, fi);
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -1691,7 +1991,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.forget = fs_forget,
 	.forget_multi = fs_forget_multi,
 	.getattr = fs_getattr,
-	.setattr = fs_setattr,
+	.setattr = fs_setattr_data,
 	.readlink = fs_readlink,
 	.mknod = fs_mknod,
 	.mkdir = fs_mkdir,
@@ -1722,6 +2022,11 @@ const struct fuse_lowlevel_ops *fs_ops(void)
 	return &ops;
 }
 
+struct cache *fs_cache(struct fs *fs)
+{
+	return fs->cache;
+}
+
 static guint ino_hash(gconstpointer p)
 {
 	fuse_ino_t v = *(const fuse_ino_t *)p;
@@ -1740,9 +2045,16 @@ struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 	fs->cfg = *cfg;
 	fs->cfg.root = g_strdup(cfg->root);
 	pthread_mutex_init(&fs->lock, NULL);
+	struct files_config fc = {
+		.sync_writes = cfg->sync_writes,
+		.no_readahead = cfg->no_readahead,
+	};
+	fs->files = files_new(&fc);
+	fs->opened = g_hash_table_new_full(ino_hash, ino_equal, g_free, g_free);
 	fs->by_ino = g_hash_table_new(ino_hash, ino_equal);
 	fs->by_path = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->next_ino = FUSE_ROOT_ID + 1;
+	fs->cache = cache_new(&cfg->cache);
 	struct node *root = g_new0(struct node, 1);
 	root->ino = FUSE_ROOT_ID;
 	root->path = g_strdup(cfg->root);
@@ -1766,6 +2078,9 @@ void fs_free(struct fs *fs)
 	}
 	g_hash_table_destroy(fs->by_ino);
 	g_hash_table_destroy(fs->by_path);
+	cache_free(fs->cache);
+	g_hash_table_destroy(fs->opened);
+	files_free(fs->files);
 	pthread_mutex_destroy(&fs->lock);
 	g_free(fs->cfg.root);
 	g_free(fs);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "cache.h"
 #include "idmap.h"
 #include "sftp-client.h"
 
@@ -19,6 +20,8 @@ struct fs_config {
 	char *root;            /* absolute remote path of the mount's root */
 	double entry_timeout;  /* seconds the kernel may keep a name */
 	double attr_timeout;   /* seconds the kernel may keep attributes */
+	double negative_timeout; /* seconds the kernel may keep "no such file" */
+	struct cache_config cache; /* our own attribute, listing and link cache */
 	bool set_uid, set_gid, set_umask;
 	uid_t uid;             /* -o uid= : owner shown for every file */
 	gid_t gid;
@@ -26,6 +29,10 @@ struct fs_config {
 	bool readonly;
 	bool disable_hardlink; /* link(2) fails with ENOSYS, as sshfs's option */
 	struct idmap *idmap;   /* owners: remote <-> local (NULL: shown as they are) */
+	bool sync_writes;      /* -o sshfs_sync: a write returns once the server has it */
+	bool no_readahead;     /* -o no_readahead: read only what the kernel asks for */
+	bool kernel_cache;     /* -o kernel_cache: the kernel keeps file pages across opens */
+	bool auto_cache;       /* -o auto_cache: ... while a file's mtime and size stay */
 };
 
 struct fs;
@@ -33,5 +40,7 @@ struct fs;
 struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg);
 void fs_free(struct fs *fs);
 const struct fuse_lowlevel_ops *fs_ops(void);
+/* The metadata cache (for its hit and miss counters). */
+struct cache *fs_cache(struct fs *fs);
 
 #endif

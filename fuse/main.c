@@ -49,7 +49,14 @@ struct options {
 	bool sloppy;          /* mount -s: unknown options are not fatal */
 	char *setuid_user;    /* -o setuid=USER */
 	char *idmap, *uidfile, *gidfile, *nomap;
+	/* the cache, as sshfs's options: < 0 where not given */
+	bool no_cache;
+	double dcache_timeout, dcache_stat, dcache_dir, dcache_link;
+	double entry_timeout, attr_timeout, negative_timeout;
+	unsigned max_conns;   /* -o max_conns=N: SSH connections (0: not given) */
 };
+
+#define MAX_CONNS 16
 
 /* Static, so that what an early exit leaves allocated is still reachable
  * (and not reported as a leak by LeakSanitizer). */
@@ -94,11 +101,31 @@ static void usage(FILE *f)
 "    -o timeout=S           how long a request waits for a reconnect (default 60; 0: for ever)\n"
 "    -o ServerAliveInterval=S, ServerAliveCountMax=N  dead-peer check (default 10 s, 3;\n"
 "                           ServerAliveInterval=0 turns it off)\n"
+"    -o max_conns=N         N SSH connections (default 1, at most 16), each with a thread\n"
+"                           of its own: files only read go to the least busy one\n"
 "\n"
 "cache options:\n"
-"    -o entry_timeout=S     seconds the kernel keeps names (default 1)\n"
-"    -o attr_timeout=S      seconds the kernel keeps attributes (default 1)\n"
-"    (sshfs's dir_cache, dcache_*, cache_*, kernel_cache, auto_cache are accepted)\n"
+"    -o dir_cache=yes|no    cache attributes, directory listings, symlink targets and\n"
+"                           missing names (default yes; also -o cache=yes|no)\n"
+"    -o dcache_timeout=S    seconds a cached answer is used (default 20)\n"
+"    -o dcache_stat_timeout=S, dcache_dir_timeout=S, dcache_link_timeout=S\n"
+"                           the same for attributes, listings, symlink targets\n"
+"    -o dcache_max_size=N   paths cached at most (default 10000)\n"
+"                           (sshfs's older names cache_timeout, cache_stat_timeout,\n"
+"                           cache_dir_timeout, cache_link_timeout, cache_max_size work too)\n"
+"    -o entry_timeout=S     seconds the kernel keeps names (default: dcache_stat_timeout;\n"
+"                           0 with dir_cache=no)\n"
+"    -o attr_timeout=S      seconds the kernel keeps attributes (the same default)\n"
+"    -o negative_timeout=S  seconds the kernel keeps a missing name (the same default)\n"
+"    (dcache_clean_interval is accepted)\n"
+"    -o kernel_cache        the kernel keeps file contents across opens\n"
+"    -o auto_cache          ... as long as a file's size and mtime stay the same\n"
+"\n"
+"data options:\n"
+"    -o sshfs_sync          a write returns once the server has it (default: once it is\n"
+"                           sent; errors then come back at fsync and close)\n"
+"    -o no_readahead        read only what the kernel asks for (default: a sequential\n"
+"                           reader gets up to 16 MiB read ahead)\n"
 "\n"
 "mapping options:\n"
 "    -o idmap=TYPE          owners shown: none (as the server says; default), user (the\n"
@@ -154,11 +181,10 @@ static const char *const fuse_passthrough[] = {
 static const char *const ignored[] = {
 	"_netdev", "user", "nouser", "users", "auto", "noauto", "nofail", "defaults",
 	"nonempty", "big_writes", "transform_symlinks", "workaround",
-	"follow_symlinks", "ssh_protocol", "delay_connect", "idmap", "cache", "dir_cache",
-	"kernel_cache", "auto_cache", "max_conns", "sshfs_sync", "no_readahead", "sync_readdir",
-	"dcache_timeout", "dcache_stat_timeout", "dcache_dir_timeout", "dcache_link_timeout",
-	"dcache_max_size", "dcache_clean_interval", "dcache_min_clean_interval",
-	"cache_timeout", "cache_stat_timeout", "cache_dir_timeout", "cache_link_timeout",
+	"follow_symlinks", "ssh_protocol", "delay_connect", "idmap",
+	"sync_readdir",
+	"dcache_clean_interval", "dcache_min_clean_interval",
+	"cache_clean_interval", "cache_min_clean_interval",
 	"writeback_cache", "direct_io", "x-systemd.automount", "comment", "relatime",
 	"strictatime", "nodiratime", "contain_symlinks",
 	NULL,
@@ -190,6 +216,47 @@ static bool parse_double(const char *s, double *out)
 	errno = 0;
 	*out = strtod(s, &end);
 	return errno == 0 && *end == '\0' && *out >= 0;
+}
+
+/* Where a timeout option goes (sshfs's dcache_* and older cache_* names,
+ * and the kernel's), or NULL. */
+static double *timeout_option(struct options *o, const char *key)
+{
+	const char *k = strncmp(key, "dcache_", 7) == 0 ? key + 1 : key;
+	if (strcmp(k, "cache_timeout") == 0)
+		return &o->dcache_timeout;
+	if (strcmp(k, "cache_stat_timeout") == 0)
+		return &o->dcache_stat;
+	if (strcmp(k, "cache_dir_timeout") == 0)
+		return &o->dcache_dir;
+	if (strcmp(k, "cache_link_timeout") == 0)
+		return &o->dcache_link;
+	if (strcmp(key, "entry_timeout") == 0)
+		return &o->entry_timeout;
+	if (strcmp(key, "attr_timeout") == 0)
+		return &o->attr_timeout;
+	if (strcmp(key, "negative_timeout") == 0)
+		return &o->negative_timeout;
+	return NULL;
+}
+
+/* The cache's settings and the kernel's timeouts from the options given:
+ * each unset timeout takes dcache_timeout; the kernel keeps what we keep
+ * (nothing with dir_cache=no) unless told otherwise. */
+static void cache_settings(struct options *o)
+{
+	struct cache_config *cc = &o->fs.cache;
+	double base = o->dcache_timeout >= 0 ? o->dcache_timeout : 20.0;
+	cc->enabled = !o->no_cache && base > 0;
+	cc->stat_timeout = o->dcache_stat >= 0 ? o->dcache_stat : base;
+	cc->dir_timeout = o->dcache_dir >= 0 ? o->dcache_dir : base;
+	cc->link_timeout = o->dcache_link >= 0 ? o->dcache_link : base;
+	if (cc->max_size == 0)
+		cc->max_size = 10000;
+	double kernel = cc->enabled ? cc->stat_timeout : 0;
+	o->fs.entry_timeout = o->entry_timeout >= 0 ? o->entry_timeout : kernel;
+	o->fs.attr_timeout = o->attr_timeout >= 0 ? o->attr_timeout : kernel;
+	o->fs.negative_timeout = o->negative_timeout >= 0 ? o->negative_timeout : kernel;
 }
 
 /* One -o item. Returns 0, or -1 after printing an error naming it. */
@@ -256,6 +323,21 @@ static int handle_opt(struct options *o, char *item)
 			return -1;
 		}
 		o->nomap = xstrdup(val);
+	} else if (strcmp(key, "sshfs_sync") == 0) {
+		o->fs.sync_writes = true;
+	} else if (strcmp(key, "no_readahead") == 0) {
+		o->fs.no_readahead = true;
+	} else if (strcmp(key, "kernel_cache") == 0) {
+		o->fs.kernel_cache = true;
+	} else if (strcmp(key, "auto_cache") == 0 || strcmp(key, "noauto_cache") == 0) {
+		o->fs.auto_cache = key[0] == 'a';
+	} else if (strcmp(key, "max_conns") == 0) {
+		if (!parse_uint(val, 10, &n) || n < 1 || n > MAX_CONNS) {
+			fprintf(stderr, "hashi: bad value for max_conns: '%s' (1 to %d)\n", val ? val : "",
+				MAX_CONNS);
+			return -1;
+		}
+		o->max_conns = (unsigned)n;
 	} else if (strcmp(key, "disable_hardlink") == 0) {
 		o->fs.disable_hardlink = true;
 	} else if (strcmp(key, "no_check_root") == 0) {
@@ -281,16 +363,25 @@ static int handle_opt(struct options *o, char *item)
 		}
 		o->fs.set_umask = true;
 		o->fs.umask = (mode_t)n;
-	} else if (strcmp(key, "entry_timeout") == 0 || strcmp(key, "attr_timeout") == 0 ||
-		   strcmp(key, "negative_timeout") == 0) {
-		if (!parse_double(val, &d)) {
+	} else if (strcmp(key, "dir_cache") == 0 || strcmp(key, "cache") == 0) {
+		if (!val || (strcmp(val, "yes") != 0 && strcmp(val, "no") != 0)) {
+			fprintf(stderr, "hashi: bad value for %s: '%s' (yes or no)\n", key, val ? val : "");
+			return -1;
+		}
+		o->no_cache = strcmp(val, "no") == 0;
+	} else if (strcmp(key, "dcache_max_size") == 0 || strcmp(key, "cache_max_size") == 0) {
+		if (!parse_uint(val, 10, &n) || n == 0 || n > 100000000) {
 			fprintf(stderr, "hashi: bad value for %s: '%s'\n", key, val ? val : "");
 			return -1;
 		}
-		if (key[0] == 'e')
-			o->fs.entry_timeout = d;
-		else if (key[0] == 'a')
-			o->fs.attr_timeout = d;
+		o->fs.cache.max_size = (unsigned)n;
+	} else if (timeout_option(o, key)) {
+		double *slot = timeout_option(o, key);
+		if (!parse_double(val, &d) || d > 86400.0 * 365) {
+			fprintf(stderr, "hashi: bad value for %s: '%s' (seconds)\n", key, val ? val : "");
+			return -1;
+		}
+		*slot = d;
 	} else if (in_list(fuse_passthrough, key)) {
 		if (strcmp(key, "ro") == 0)
 			o->fs.readonly = true;
@@ -691,6 +782,64 @@ static void keepalive_settings(const struct options *opt, unsigned *interval, un
 	}
 }
 
+/* max_conns: the connections after the first are made once the mount is
+ * up, by a thread of their own (the mount never waits for them, and one
+ * that cannot be made, say for want of a password nobody can type now, is
+ * left out with a line in the log). */
+struct extra_conns {
+	struct sftp_client *first;
+	unsigned want;
+	struct sftp_client *peers[MAX_CONNS];
+	unsigned n;
+	pthread_t thread;
+	bool running;
+	volatile bool stop;
+};
+
+static void *extra_conns_thread(void *arg)
+{
+	struct extra_conns *x = arg;
+	unsigned interval, count;
+	keepalive_settings(&o, &interval, &count);
+	for (unsigned i = 1; i < x->want && !x->stop; i++) {
+		char err[1024];
+		struct transport *t = reconnect_transport(&o, err, sizeof(err));
+		struct sftp_client *c = t ? sftp_client_new(t, err, sizeof(err)) : NULL;
+		if (!c) {
+			log_error("connection %u of %u: %s", i + 1, x->want, err);
+			break;
+		}
+		sftp_client_set_keepalive(c, interval, count);
+		if (!o.noreconnect)
+			sftp_client_set_reconnect(c, reconnect_transport, &o, o.timeout_s);
+		if (sftp_client_start(c) != 0 || sftp_client_add_peer(x->first, c) != 0) {
+			sftp_client_free(c);
+			break;
+		}
+		x->peers[x->n++] = c;
+		log_debug("connection %u of %u is up", i + 1, x->want);
+	}
+	return NULL;
+}
+
+static void extra_conns_start(struct extra_conns *x, struct sftp_client *first, unsigned want)
+{
+	memset(x, 0, sizeof(*x));
+	x->first = first;
+	x->want = want;
+	if (want > 1)
+		x->running = pthread_create(&x->thread, NULL, extra_conns_thread, x) == 0;
+}
+
+static void extra_conns_free(struct extra_conns *x)
+{
+	x->stop = true;
+	if (x->running)
+		pthread_join(x->thread, NULL);
+	for (unsigned i = 0; i < x->n; i++)
+		sftp_client_free(x->peers[i]);
+}
+
 /* The absolute path of dir on the server, which must be a directory. */
 static char *resolve_root(struct sftp_client *c, const char *dir, bool check,
 			  struct sftp_attrs *root_attrs, char *err, size_t errlen)
@@ -745,8 +894,8 @@ int main(int argc, char **argv)
 	char err[1024] = "";
 	memset(&o, 0, sizeof(o));
 	o.fuse_opts = g_ptr_array_new_with_free_func(g_free);
-	o.fs.entry_timeout = 1.0;
-	o.fs.attr_timeout = 1.0;
+	o.dcache_timeout = o.dcache_stat = o.dcache_dir = o.dcache_link = -1;
+	o.entry_timeout = o.attr_timeout = o.negative_timeout = -1;
 	o.timeout_s = 60;
 	signal(SIGPIPE, SIG_IGN);
 
@@ -756,6 +905,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "see 'hashi -h' for usage\n");
 		return 1;
 	}
+	cache_settings(&o);
 	if (o.show_help) {
 		usage(stdout);
 		return 0;
@@ -907,6 +1057,11 @@ int main(int argc, char **argv)
 		fuse_session_unmount(se);
 		return 1;
 	}
+	/* One connection by default (as sshfs): an open file stays on one
+	 * connection, so a single stream gains nothing from more, and each
+	 * costs a login. -o passive has only the one. */
+	struct extra_conns extra;
+	extra_conns_start(&extra, c, o.passive || !o.max_conns ? 1 : o.max_conns);
 	/* 0 at unmount; a positive number is the signal (SIGTERM, SIGINT) that
 	 * ended the loop, which is a clean unmount too. */
 	int ret = fuse_session_loop(se);
@@ -915,6 +1070,7 @@ int main(int argc, char **argv)
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
+	extra_conns_free(&extra);
 	sftp_client_free(c);
 	fs_free(fs);
 	fuse_opt_free_args(&args);

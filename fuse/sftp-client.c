@@ -60,8 +60,19 @@ struct vhandle {
 	uint32_t leftover_count;
 };
 
+/* Several connections to one server (max_conns): a handle names the
+ * connection it lives on, and a request that carries one goes there. */
+#define GROUP_MAX 16
+struct sftp_group {
+	pthread_mutex_t lock;
+	struct sftp_client *conns[GROUP_MAX];
+	unsigned n;
+};
+
 struct sftp_client {
 	struct transport *t;
+	struct sftp_group *group;       /* NULL: alone */
+	uint32_t vh_magic;              /* VH_MAGIC + our place in the group */
 
 	pthread_mutex_t lock;           /* guards: queue, pending, next_id, dead, new_t */
 	struct sftp_msg *q_head, *q_tail; /* submitted, not yet taken by the I/O thread */
@@ -283,11 +294,84 @@ static void pending_free(struct pending *p)
 	g_free(p);
 }
 
+static int handle_offsets(const struct wire_buf *b, size_t *off, int max);
+
+/* The connection a request belongs on: the one its handle lives on. */
+static struct sftp_client *route(struct sftp_client *c, const struct sftp_msg *m)
+{
+	struct sftp_group *g = __atomic_load_n(&c->group, __ATOMIC_ACQUIRE);
+	size_t offs[1];
+	if (!g || handle_offsets(&m->buf, offs, 1) != 1)
+		return c;
+	const uint8_t *b = wire_buf_ptr(&m->buf);
+	if (offs[0] + 4 + VH_LEN > wire_buf_len(&m->buf) || wire_load_u32(b + offs[0]) != VH_LEN)
+		return c;
+	uint32_t magic = wire_load_u32(b + offs[0] + 4);
+	unsigned idx = (magic & 0xffu) - (VH_MAGIC & 0xffu);
+	if ((magic & ~0xffu) != (VH_MAGIC & ~0xffu) ||
+	    idx >= __atomic_load_n(&g->n, __ATOMIC_ACQUIRE))
+		return c;
+	return g->conns[idx];
+}
+
+int sftp_client_add_peer(struct sftp_client *first, struct sftp_client *peer)
+{
+	struct sftp_group *g = first->group;
+	if (!g) {
+		g = g_new0(struct sftp_group, 1);
+		pthread_mutex_init(&g->lock, NULL);
+		g->conns[0] = first;
+		g->n = 1;
+		__atomic_store_n(&first->group, g, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_lock(&g->lock);
+	if (g->n >= GROUP_MAX || g_hash_table_size(peer->vhandles) > 0) {
+		pthread_mutex_unlock(&g->lock);
+		return -1;
+	}
+	peer->vh_magic = VH_MAGIC + g->n;
+	peer->group = g;
+	g->conns[g->n] = peer;
+	__atomic_store_n(&g->n, g->n + 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+unsigned sftp_client_conns(const struct sftp_client *c)
+{
+	struct sftp_group *g = __atomic_load_n(&c->group, __ATOMIC_ACQUIRE);
+	return g ? __atomic_load_n(&g->n, __ATOMIC_ACQUIRE) : 1;
+}
+
+struct sftp_client *sftp_client_pick(struct sftp_client *c)
+{
+	struct sftp_group *g = __atomic_load_n(&c->group, __ATOMIC_ACQUIRE);
+	if (!g)
+		return c;
+	unsigned n = __atomic_load_n(&g->n, __ATOMIC_ACQUIRE);
+	struct sftp_client *best = c;
+	guint best_load = G_MAXUINT;
+	/* the least busy live one; on a tie the last, leaving the first to names */
+	for (unsigned i = 0; i < n; i++) {
+		struct sftp_client *x = g->conns[i];
+		pthread_mutex_lock(&x->lock);
+		guint load = g_hash_table_size(x->pending);
+		bool ok = !x->dead && !x->outage;
+		pthread_mutex_unlock(&x->lock);
+		if (ok && load <= best_load) {
+			best = x;
+			best_load = load;
+		}
+	}
+	return best;
+}
+
 void sftp_submit(struct sftp_client *c, struct sftp_msg *m, sftp_cb cb, void *arg)
 {
 	/* Fill in the length now that the arguments are there. */
 	if (wire_packet_end(&m->buf, 0))
 		abort();
+	c = route(c, m);
 	pthread_mutex_lock(&c->lock);
 	if (c->dead) {
 		pthread_mutex_unlock(&c->lock);
@@ -362,7 +446,7 @@ static void fail_all(struct sftp_client *c, const char *why)
 
 static struct vhandle *vh_lookup(struct sftp_client *c, const uint8_t *s, uint32_t len)
 {
-	if (len != VH_LEN || wire_load_u32(s) != VH_MAGIC)
+	if (len != VH_LEN || wire_load_u32(s) != c->vh_magic)
 		return NULL;
 	return g_hash_table_lookup(c->vhandles, GUINT_TO_POINTER(wire_load_u32(s + 4)));
 }
@@ -598,7 +682,7 @@ static int adopt_handle(struct sftp_client *c, struct pending *p, struct sftp_re
 		vh->pflags = SSH_FXF_READ;
 	g_hash_table_insert(c->vhandles, GUINT_TO_POINTER(vh->vid), vh);
 	wire_store_u32(vbuf, VH_LEN);
-	wire_store_u32(vbuf + 4, VH_MAGIC);
+	wire_store_u32(vbuf + 4, c->vh_magic);
 	wire_store_u32(vbuf + 8, vh->vid);
 	wire_reader_init(&rep->body, vbuf, 4 + VH_LEN);
 	return 0;
@@ -1400,6 +1484,7 @@ struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errle
 	c->vhandles = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, vh_free);
 	c->next_id = 1;
 	c->next_vid = 1;
+	c->vh_magic = VH_MAGIC;
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	wire_buf_init(&c->in, 0);
 	if (c->efd < 0) {
@@ -1472,6 +1557,10 @@ void sftp_client_free(struct sftp_client *c)
 	if (c->efd >= 0)
 		close(c->efd);
 	pthread_mutex_destroy(&c->lock);
+	if (c->group && c->group->conns[0] == c) {
+		pthread_mutex_destroy(&c->group->lock);
+		g_free(c->group);
+	}
 	free(c);
 }
 

@@ -68,6 +68,14 @@ void sftp_client_set_reconnect(struct sftp_client *c, sftp_reconnect_fn fn, void
 void sftp_client_set_keepalive(struct sftp_client *c, unsigned interval_s, unsigned count_max);
 unsigned sftp_client_reconnects(const struct sftp_client *c);
 
+/* max_conns: peer (a new client, with no handle yet) joins first's group.
+ * A request carrying a handle goes to the connection the handle lives on,
+ * whichever client it is submitted to. Free the peers before first. */
+int sftp_client_add_peer(struct sftp_client *first, struct sftp_client *peer);
+/* The least busy live connection of c's group (c when alone). */
+struct sftp_client *sftp_client_pick(struct sftp_client *c);
+unsigned sftp_client_conns(const struct sftp_client *c);
+
 /* Start the I/O thread (after fuse_daemonize). */
 int sftp_client_start(struct sftp_client *c);
 /* Stop the thread, fail what is pending, close the transport, free. */

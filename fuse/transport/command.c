@@ -361,7 +361,7 @@ static int fd_pollfds(struct transport *t, bool want_write, struct pollfd *pfd, 
 	}
 	if (want_write) {
 		if (f->out == f->in) {
-			pfd[n].events |= POLLOUT;
+			pfd[0].events |= POLLOUT; /* (pfd[n] may be stderr's) */
 		} else if (max >= 2) {
 			n++;
 			pfd[n].fd = f->out;

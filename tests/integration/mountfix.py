@@ -720,9 +720,9 @@ def mnt(request, menv):
 
 @pytest.fixture(params=COMBOS, ids=_combo_id)
 def mnt_nocache(request, menv):
-    """A mount with entry_timeout=0,attr_timeout=0: the kernel keeps nothing."""
+    """A mount with cache=no: neither the kernel nor hashi keeps anything."""
     who, server = request.param
-    m = menv.mount(who, server, opts=["entry_timeout=0,attr_timeout=0"])
+    m = menv.mount(who, server, opts=["cache=no"])
     yield m
     status = m.unmount()
     assert status == 0, f"hashi daemon exited {status} after fusermount3 -u"

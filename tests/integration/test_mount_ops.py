@@ -104,8 +104,7 @@ def test_read_write_patterns(mnt):
 
 
 def test_server_side_changes_visible(mnt_nocache):
-    """With entry_timeout=0,attr_timeout=0 what another client does on the
-    server shows at once: new files, new contents, modes, renames, removals."""
+    """With cache=no what another client does on the server shows at once: new files, new contents, modes, renames, removals."""
     def body(m, e):
         assert os.listdir(m) == []
         (e / "new").write_text("one")

@@ -1104,7 +1104,8 @@ def test_syscall_bounded_by_timeout(rig):
     two LOOKUPs when the first fails (the revalidation, then a fresh
     lookup), and the caller must still get its error within the bound."""
     timeout = 5
-    m = rig.mount(*ALIVE, f"timeout={timeout}", "entry_timeout=0")
+    # cache=no: an answer from hashi's cache would need no server at all.
+    m = rig.mount(*ALIVE, f"timeout={timeout}", "entry_timeout=0", "cache=no")
     (m.export / "f").write_text("f")
     os.stat(m.path / "f")
     rig.sshd.stop_all()
@@ -1123,7 +1124,8 @@ def test_server_back_after_outage(rig):
     mount recovers by itself (a new request succeeds) within a bound. The
     figure printed says how long a returning server stays unused."""
     timeout = 5
-    m = rig.mount(*ALIVE, f"timeout={timeout}")
+    # cache=no: the cached listing would answer "no such file" by itself.
+    m = rig.mount(*ALIVE, f"timeout={timeout}", "cache=no")
     assert os.listdir(m.path) == []
     rig.sshd.stop_all()
     t0 = time.monotonic()
@@ -1153,7 +1155,7 @@ def test_server_back_after_outage(rig):
 # 5. -o noreconnect
 
 def test_noreconnect(rig):
-    m = rig.mount(*ALIVE, "noreconnect", "timeout=30")
+    m = rig.mount(*ALIVE, "noreconnect", "timeout=30", "cache=no")  # (as above)
     (m.export / "d").mkdir()
     assert os.listdir(m.path) == ["d"]
     logins = rig.sshd.accepted()

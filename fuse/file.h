@@ -1,0 +1,74 @@
+/*
+ * An open file of the mount: its handle on one connection, the writes
+ * still on their way (write-behind) and the reads run ahead of a sequential
+ * reader (read-ahead). fs.c opens and closes; everything that moves a
+ * file's bytes is here. Every function answers its FUSE request itself, now
+ * or later from a connection's I/O thread, and never waits.
+ */
+#ifndef HASHI_FILE_H
+#define HASHI_FILE_H
+
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sftp-client.h"
+#include "sftp-proto.h"
+
+struct files_config {
+	bool sync_writes;       /* -o sshfs_sync: a write returns once the server has it */
+	bool no_readahead;      /* -o no_readahead */
+	size_t wb_file_bytes;   /* write-behind bounds: per file (inode) ... */
+	unsigned wb_file_reqs;
+	size_t wb_total_bytes;  /* ... and for the whole mount */
+	unsigned wb_total_reqs;
+	size_t ra_min, ra_max;  /* read-ahead window: where it starts, how far it grows */
+};
+
+struct files;
+struct fnode;
+struct ra;
+
+struct file {
+	uint8_t handle[SFTP_MAX_HANDLE_LEN];
+	uint32_t hlen;
+	fuse_ino_t ino;
+	/* the rest is file.c's */
+	struct sftp_client *c;  /* the connection the handle lives on */
+	struct files *fl;
+	struct fnode *fn;
+	int flags;              /* open(2) flags */
+	int refs;               /* the open file, each write and read in flight */
+	int err;                /* a write-behind error not yet reported */
+	unsigned reqs;          /* WRITE requests of this file not yet answered */
+	GSList *waiters;        /* run when reqs drops to 0 and nothing is parked */
+	struct ra *ra;
+};
+
+struct files *files_new(const struct files_config *cfg);
+void files_free(struct files *fl);
+
+/* A new open file from a HANDLE reply (NULL when the reply is malformed). */
+struct file *file_from_handle(struct files *fl, struct sftp_client *c, struct sftp_reply *r,
+			      fuse_ino_t ino, int flags);
+/* Close a handle nobody waits for (an error path), and free f. */
+void file_discard(struct file *f);
+/* The inode of an open file is known only after it is made (create). */
+void file_set_ino(struct file *f, fuse_ino_t ino);
+
+void file_read(struct file *f, fuse_req_t req, size_t size, off_t off);
+void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, off_t off);
+void file_flush(struct file *f, fuse_req_t req);
+void file_fsync(struct file *f, fuse_req_t req, int datasync);
+/* Waits for f's writes, sends CLOSE, answers, frees f. */
+void file_release(struct file *f, fuse_req_t req);
+/* fn(arg) once every write of f is answered (at once if none is out). */
+void file_after_writes(struct file *f, void (*fn)(void *), void *arg);
+/* The file's bytes changed other than by file_write (truncate, copy):
+ * what was read ahead for ino is stale. */
+void files_changed(struct files *fl, fuse_ino_t ino);
+
+#endif
