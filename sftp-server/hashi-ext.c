@@ -70,6 +70,8 @@ struct target {
 	struct handle *h;  /* by handle: NULL when it names no open handle */
 	uint32_t flags;    /* HASHI_TARGET_* */
 	const char *name;  /* for logs */
+	struct spath sp;   /* by path: where it leads (paths.h), once target_ready() said 0 */
+	bool resolved;
 };
 
 static int get_target(struct server *s, struct wire_reader *r, struct target *t)
@@ -98,26 +100,40 @@ static int get_target(struct server *s, struct wire_reader *r, struct target *t)
 
 static void target_free(struct target *t)
 {
+	if (t->resolved)
+		spath_done(&t->sp);
+	t->resolved = false;
 	free(t->path);
 	t->path = NULL;
 }
 
-/* 0 when the target can be used; otherwise the errno to answer with. */
-static int target_check(const struct target *t)
+/* 0 when the target can be used; otherwise the errno to answer with. A path
+ * is resolved (beneath -r's root) with PATHS_FOLLOW, or with last when the
+ * request says not to follow a symbolic link. */
+static int target_ready(struct server *s, struct target *t, enum paths_mode last)
 {
 	if (t->flags & ~(uint32_t)(HASHI_TARGET_HANDLE | HASHI_TARGET_NOFOLLOW))
 		return EINVAL;
-	if ((t->flags & HASHI_TARGET_HANDLE) && !t->h)
-		return EBADF;
+	if (t->flags & HASHI_TARGET_HANDLE)
+		return t->h ? 0 : EBADF;
+	enum paths_mode mode = (t->flags & HASHI_TARGET_NOFOLLOW) ? last : PATHS_FOLLOW;
+	if (paths_resolve(server_paths(s), t->path, mode, &t->sp) < 0)
+		return errno;
+	t->resolved = true;
 	return 0;
+}
+
+/* The *at() flag for a target resolved with PATHS_LAST or PATHS_FOLLOW. */
+static int target_at(const struct target *t)
+{
+	return (t->flags & HASHI_TARGET_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0;
 }
 
 static int target_statx(const struct target *t, struct statx *sx)
 {
 	if (t->h)
 		return statx(t->h->fd, "", AT_EMPTY_PATH, STATX_WANT, sx);
-	return statx(AT_FDCWD, t->path, (t->flags & HASHI_TARGET_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0,
-		     STATX_WANT, sx);
+	return statx(t->sp.dirfd, t->sp.name, target_at(t), STATX_WANT, sx);
 }
 
 static void send_hattrs(struct server *s, uint32_t id, const struct statx *sx)
@@ -171,7 +187,7 @@ static int hx_stat(struct server *s, uint32_t id, struct wire_reader *r)
 	if (err)
 		return err;
 	log_verbose("%sstat@hashi \"%s\"", (t.flags & HASHI_TARGET_NOFOLLOW) ? "l" : "", t.name);
-	int e = target_check(&t);
+	int e = target_ready(s, &t, PATHS_LAST);
 	if (e)
 		server_send_errno(s, id, e);
 	else
@@ -239,9 +255,9 @@ static struct timespec set_time(uint32_t valid, uint32_t bit, uint32_t now_bit,
 }
 
 /* truncate(2) that, with nofollow, refuses a symlink (ELOOP). */
-static int truncate_nofollow(const char *path, off_t size)
+static int truncate_nofollow(const struct spath *sp, off_t size)
 {
-	int fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	int fd = openat(sp->dirfd, sp->name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	int ret = ftruncate(fd, size);
@@ -252,23 +268,25 @@ static int truncate_nofollow(const char *path, off_t size)
 }
 
 /* Owner, mode, size, times, in that order (a chown clears set-id bits that
- * the mode may set again); the first failure stops and is the answer. */
+ * the mode may set again); the first failure stops and is the answer. By
+ * path, the target is resolved (PATHS_LAST or PATHS_FOLLOW). */
 static int apply_hsetattr(const struct target *t, const struct hsetattr *a)
 {
 	int fd = t->h ? t->h->fd : -1;
-	int at = (t->flags & HASHI_TARGET_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0;
+	int at = target_at(t);
+	const struct spath *sp = &t->sp;
 
 	if (a->valid & (HSET_UID | HSET_GID)) {
 		uid_t uid = (a->valid & HSET_UID) ? (uid_t)a->uid : (uid_t)-1;
 		gid_t gid = (a->valid & HSET_GID) ? (gid_t)a->gid : (gid_t)-1;
 		log_info("set \"%s\" owner %ld group %ld", t->name, (long)(int)uid, (long)(int)gid);
-		if ((fd >= 0 ? fchown(fd, uid, gid) : fchownat(AT_FDCWD, t->path, uid, gid, at)) < 0)
+		if ((fd >= 0 ? fchown(fd, uid, gid) : fchownat(sp->dirfd, sp->name, uid, gid, at)) < 0)
 			return errno;
 	}
 	if (a->valid & HSET_MODE) {
 		log_info("set \"%s\" mode %04o", t->name, a->mode & 07777);
 		if ((fd >= 0 ? fchmod(fd, a->mode & 07777)
-			     : fchmodat(AT_FDCWD, t->path, a->mode & 07777, at)) < 0)
+			     : fchmodat(sp->dirfd, sp->name, a->mode & 07777, at)) < 0)
 			return errno;
 	}
 	if (a->valid & HSET_SIZE) {
@@ -276,8 +294,8 @@ static int apply_hsetattr(const struct target *t, const struct hsetattr *a)
 		if (a->size > (uint64_t)INT64_MAX)
 			return EINVAL;
 		int ret = fd >= 0 ? ftruncate(fd, (off_t)a->size)
-			  : at ? truncate_nofollow(t->path, (off_t)a->size)
-			       : truncate(t->path, (off_t)a->size);
+			  : at ? truncate_nofollow(sp, (off_t)a->size)
+			       : truncate(sp->name, (off_t)a->size); /* PATHS_FOLLOW: from AT_FDCWD */
 		if (ret < 0)
 			return errno;
 	}
@@ -287,7 +305,7 @@ static int apply_hsetattr(const struct target *t, const struct hsetattr *a)
 			set_time(a->valid, HSET_MTIME, HSET_MTIME_NOW, &a->mtime),
 		};
 		log_info("set \"%s\" times", t->name);
-		if ((fd >= 0 ? futimens(fd, ts) : utimensat(AT_FDCWD, t->path, ts, at)) < 0)
+		if ((fd >= 0 ? futimens(fd, ts) : utimensat(sp->dirfd, sp->name, ts, at)) < 0)
 			return errno;
 	}
 	return 0;
@@ -305,7 +323,7 @@ static int hx_setstat(struct server *s, uint32_t id, struct wire_reader *r)
 		return err;
 	}
 	log_debug("request %u: setstat@hashi \"%s\" valid 0x%x", id, t.name, a.valid);
-	int e = target_check(&t);
+	int e = target_ready(s, &t, PATHS_LAST);
 	if (!e && (a.valid & ~(uint32_t)(HSET_MODE | HSET_UID | HSET_GID | HSET_SIZE | HSET_ATIME |
 					 HSET_MTIME | HSET_ATIME_NOW | HSET_MTIME_NOW)))
 		e = EINVAL;
@@ -327,39 +345,52 @@ static mode_t umask_off(void)
 	return umask(0);
 }
 
+/* Whether the directory that path is in has the set-group-ID bit. */
+static bool dir_setgid(const struct paths *p, const char *path)
+{
+	char *dir = strdup(path);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+	struct spath sp;
+	struct stat dst;
+	bool sgid = false;
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	if (dir && paths_resolve(p, slash ? dir : ".", PATHS_FOLLOW, &sp) == 0) {
+		sgid = fstatat(sp.dirfd, sp.name, &dst, 0) == 0 && (dst.st_mode & S_ISGID);
+		spath_done(&sp);
+	}
+	free(dir);
+	return sgid;
+}
+
 /* Give a node just made the owner the caller asked for, where the server may
  * (as root): uid and gid HASHI_ID_NONE leave that one alone, and in a
- * set-group-ID directory the group stays the directory's. A refusal is not
- * an error: the reply's attributes show the owner the node has. */
-static void apply_owner(const char *path, int fd, uint32_t uid, uint32_t gid, mode_t mode)
+ * set-group-ID directory the group stays the directory's. The node is fd,
+ * or (fd < 0) sp, resolved with PATHS_LAST. A refusal is not an error: the
+ * reply's attributes show the owner the node has. */
+static void apply_owner(const struct paths *p, const char *path, int fd, const struct spath *sp,
+			uint32_t uid, uint32_t gid, mode_t mode)
 {
 	if (uid == HASHI_ID_NONE && gid == HASHI_ID_NONE)
 		return;
-	if (gid != HASHI_ID_NONE) {
-		char *dir = strdup(path);
-		char *slash = dir ? strrchr(dir, '/') : NULL;
-		struct stat dst;
-		if (slash == dir)
-			slash[1] = '\0';
-		else if (slash)
-			*slash = '\0';
-		if (dir && stat(slash ? dir : ".", &dst) == 0 && (dst.st_mode & S_ISGID))
-			gid = HASHI_ID_NONE;
-		free(dir);
-	}
+	if (gid != HASHI_ID_NONE && dir_setgid(p, path))
+		gid = HASHI_ID_NONE;
 	uid_t u = uid == HASHI_ID_NONE ? (uid_t)-1 : (uid_t)uid;
 	gid_t g = gid == HASHI_ID_NONE ? (gid_t)-1 : (gid_t)gid;
-	int ret = fd >= 0 ? fchown(fd, u, g) : fchownat(AT_FDCWD, path, u, g, AT_SYMLINK_NOFOLLOW);
+	int ret = fd >= 0 ? fchown(fd, u, g) : fchownat(sp->dirfd, sp->name, u, g, AT_SYMLINK_NOFOLLOW);
 	if (ret < 0) {
 		log_debug("owner of \"%s\" not set: %s", path, strerror(errno));
 		return;
 	}
-	/* chown cleared the set-ID bits of a non-directory: put back what was asked. */
+	/* chown cleared the set-ID bits of a non-directory: put back what was
+	 * asked (of the node made, never what a link in its place leads to). */
 	if ((mode & (S_ISUID | S_ISGID)) && !S_ISDIR(mode) && !S_ISLNK(mode)) {
 		if (fd >= 0)
 			fchmod(fd, mode & 07777);
 		else
-			chmod(path, mode & 07777);
+			fchmodat(sp->dirfd, sp->name, mode & 07777, AT_SYMLINK_NOFOLLOW);
 	}
 }
 
@@ -389,25 +420,26 @@ static int open_flags(uint32_t pflags, int *flags)
 /* open(2) that, when asked (*created true on entry), says whether it made
  * the file. O_NONBLOCK so that a FIFO or a device cannot stall the session
  * in open(). */
-static int open_created(const char *path, int flags, mode_t mode, bool *created)
+static int open_created(const struct paths *p, const char *path, int flags, mode_t mode,
+			bool *created)
 {
 	int extra = O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
 	bool ask = *created;
 	*created = false;
 	if (!(flags & O_CREAT) || !ask)
-		return open(path, flags | extra, mode);
+		return paths_open(p, path, flags | extra, mode);
 	if (flags & O_EXCL) {
-		int fd = open(path, flags | extra, mode);
+		int fd = paths_open(p, path, flags | extra, mode);
 		*created = fd >= 0;
 		return fd;
 	}
 	/* Without O_EXCL: an existing file, or one made here. Someone else may
 	 * make or remove it between the two tries; go round again then. */
 	for (int tries = 0; tries < 100; tries++) {
-		int fd = open(path, (flags & ~O_CREAT) | extra);
+		int fd = paths_open(p, path, (flags & ~O_CREAT) | extra, 0);
 		if (fd >= 0 || errno != ENOENT)
 			return fd;
-		fd = open(path, flags | O_EXCL | extra, mode);
+		fd = paths_open(p, path, flags | O_EXCL | extra, mode);
 		if (fd >= 0) {
 			*created = true;
 			return fd;
@@ -448,7 +480,7 @@ static int hx_open(struct server *s, uint32_t id, struct wire_reader *r)
 	}
 	bool created = uid != HASHI_ID_NONE || gid != HASHI_ID_NONE; /* worth knowing */
 	mode_t old = umask_off();
-	int fd = open_created(path, flags, (mode_t)(mode & 07777), &created);
+	int fd = open_created(server_paths(s), path, flags, (mode_t)(mode & 07777), &created);
 	e = errno;
 	umask(old);
 	if (fd < 0) {
@@ -457,7 +489,7 @@ static int hx_open(struct server *s, uint32_t id, struct wire_reader *r)
 		return 0;
 	}
 	if (created)
-		apply_owner(path, fd, uid, gid, S_IFREG | (mode & 07777));
+		apply_owner(server_paths(s), path, fd, NULL, uid, gid, S_IFREG | (mode & 07777));
 	struct statx sx;
 	if (statx(fd, "", AT_EMPTY_PATH, STATX_WANT, &sx) < 0) {
 		e = errno;
@@ -483,20 +515,21 @@ static int hx_open(struct server *s, uint32_t id, struct wire_reader *r)
 	return 0;
 }
 
-static int make_node(const char *path, uint32_t mode, dev_t rdev, const char *target)
+/* sp: resolved with PATHS_LAST. A symbolic link's target is stored as given. */
+static int make_node(const struct spath *sp, uint32_t mode, dev_t rdev, const char *target)
 {
 	mode_t perm = (mode_t)(mode & 07777);
 	switch (mode & S_IFMT) {
 	case S_IFDIR:
-		return mkdir(path, perm);
+		return mkdirat(sp->dirfd, sp->name, perm);
 	case S_IFLNK:
-		return symlink(target, path);
+		return symlinkat(target, sp->dirfd, sp->name);
 	case S_IFREG:
 	case S_IFIFO:
 	case S_IFSOCK:
 	case S_IFCHR:
 	case S_IFBLK:
-		return mknod(path, (mode_t)(mode & (S_IFMT | 07777)), rdev);
+		return mknodat(sp->dirfd, sp->name, (mode_t)(mode & (S_IFMT | 07777)), rdev);
 	default:
 		errno = EINVAL;
 		return -1;
@@ -518,19 +551,22 @@ static int hx_mknod(struct server *s, uint32_t id, struct wire_reader *r)
 		return err;
 	}
 	log_info("mknod@hashi \"%s\" mode 0%o", path, mode);
-	mode_t old = umask_off();
-	int ret = make_node(path, mode, makedev(maj, min), target);
-	int e = errno;
-	umask(old);
-	if (ret < 0) {
+	struct target t = { .path = path, .flags = HASHI_TARGET_NOFOLLOW, .name = path };
+	int e = target_ready(s, &t, PATHS_LAST);
+	if (!e) {
+		mode_t old = umask_off();
+		if (make_node(&t.sp, mode, makedev(maj, min), target) < 0)
+			e = errno;
+		umask(old);
+	}
+	if (e) {
 		server_send_errno(s, id, e);
 	} else {
-		struct target t = { .path = path, .flags = HASHI_TARGET_NOFOLLOW, .name = path };
-		apply_owner(path, -1, uid, gid, (mode_t)mode);
+		apply_owner(server_paths(s), path, -1, &t.sp, uid, gid, (mode_t)mode);
 		reply_target_attrs(s, id, &t);
 	}
 	free(target);
-	free(path);
+	target_free(&t); /* and path */
 	return 0;
 }
 
@@ -538,13 +574,14 @@ static int hx_mknod(struct server *s, uint32_t id, struct wire_reader *r)
 
 enum xattr_op { XATTR_GET, XATTR_LIST, XATTR_SET, XATTR_REMOVE };
 
-/* The f-, l- or plain variant of op's system call, by the target. */
+/* The f-, l- or plain variant of op's system call, by the target (resolved
+ * with PATHS_NODE or PATHS_FOLLOW: sp.follow says which variant). */
 static ssize_t xattr_call(enum xattr_op op, const struct target *t, const char *name,
 			  const void *value, size_t vlen, int xflags, char *buf, size_t size)
 {
 	int fd = t->h ? t->h->fd : -1;
-	bool nofollow = (t->flags & HASHI_TARGET_NOFOLLOW) != 0;
-	const char *p = t->path;
+	bool nofollow = !t->h && !t->sp.follow;
+	const char *p = t->h ? NULL : t->sp.name;
 	switch (op) {
 	case XATTR_GET:
 		return fd >= 0 ? fgetxattr(fd, name, buf, size)
@@ -590,7 +627,7 @@ static int xattr_request(struct server *s, uint32_t id, struct wire_reader *r, e
 		log_info("%s@hashi \"%s\" \"%s\"", verbs[op], t.name, name);
 	else
 		log_verbose("%s@hashi \"%s\" \"%s\"", verbs[op], t.name, name ? name : "");
-	int e = target_check(&t);
+	int e = target_ready(s, &t, PATHS_NODE);
 	/* Our flag values are XATTR_CREATE's and XATTR_REPLACE's. */
 	if (!e && (xflags & ~(uint32_t)(HASHI_XATTR_CREATE | HASHI_XATTR_REPLACE)))
 		e = EINVAL;

@@ -216,6 +216,22 @@ static void follow_fd(struct spath *sp, int fd)
 	proc_fd_path(fd, sp->proc, sizeof(sp->proc));
 	sp->dirfd = AT_FDCWD;
 	sp->name = sp->proc;
+	sp->follow = true;
+}
+
+/* PATHS_NODE: from (directory, name) to the node itself, not following a
+ * link; name is one component (or "."), so nothing leaves the directory. */
+static int node_of(struct spath *sp)
+{
+	int fd = openat(sp->dirfd, sp->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	int e = errno;
+	spath_done(sp);
+	if (fd < 0) {
+		errno = e;
+		return -1;
+	}
+	follow_fd(sp, fd);
+	return 0;
 }
 
 static int resolve_last(const struct paths *p, char *rel, struct spath *sp)
@@ -281,6 +297,7 @@ int paths_resolve(const struct paths *p, const char *path, enum paths_mode mode,
 	sp->owned = NULL;
 	sp->dirfd = AT_FDCWD;
 	sp->name = path;
+	sp->follow = mode == PATHS_FOLLOW;
 	if (!p)
 		return 0;
 	if (path[0] == '\0') {
@@ -299,6 +316,8 @@ int paths_resolve(const struct paths *p, const char *path, enum paths_mode mode,
 			follow_fd(sp, fd);
 	} else {
 		ret = resolve_last(p, rel, sp);
+		if (ret == 0 && mode == PATHS_NODE)
+			ret = node_of(sp);
 	}
 	int e = errno;
 	free(rel);

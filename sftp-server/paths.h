@@ -34,6 +34,9 @@ int paths_start_fd(const struct paths *p);
 struct spath {
 	int dirfd;
 	const char *name;
+	/* For a call that has no *at() form (the xattr family): whether it
+	 * must follow name (getxattr) or not (lgetxattr). */
+	bool follow;
 	/* private */
 	int fd;
 	char proc[40];
@@ -48,6 +51,13 @@ enum paths_mode {
 	 * statvfs): with a root, it must exist, and name reaches it from
 	 * AT_FDCWD whatever the call. */
 	PATHS_FOLLOW,
+	/* The name itself, symbolic link or not, for calls that have no *at()
+	 * form: name reaches it from AT_FDCWD. With a root, name is the magic
+	 * link of an O_PATH descriptor of the node, which the call must follow
+	 * (the kernel stops at the node, link or not; f*xattr refuses O_PATH
+	 * descriptors); without, it is the client's path, which the call must
+	 * not follow. sp.follow says which. */
+	PATHS_NODE,
 };
 
 /* 0, or -1 with errno. Call spath_done() after a 0. */

@@ -154,6 +154,9 @@ static const int allowed[] = {
 	__NR_mknodat, __NR_flock, __NR_fallocate, __NR_getxattr, __NR_lgetxattr, __NR_fgetxattr,
 	__NR_setxattr, __NR_lsetxattr, __NR_fsetxattr, __NR_listxattr, __NR_llistxattr,
 	__NR_flistxattr, __NR_removexattr, __NR_lremovexattr, __NR_fremovexattr,
+#ifdef __NR_fchmodat2
+	__NR_fchmodat2, /* newer glibc's fchmodat(AT_SYMLINK_NOFOLLOW) */
+#endif
 #ifdef __NR_open
 	__NR_open, __NR_stat, __NR_lstat, __NR_access, __NR_readlink, __NR_mkdir, __NR_rmdir,
 	__NR_unlink, __NR_rename, __NR_link, __NR_symlink, __NR_chmod, __NR_chown, __NR_lchown,

@@ -5,6 +5,12 @@
   out, chains of links, renames, hard links and symlinks out, realpath and
   expand-path never reveal or reach anything outside, and never show DIR's
   real path.
+- The same for hashi's @hashi extensions (every path-taking one, following
+  links and not, with the sandbox and without it: Landlock alone would stop
+  creations outside, not xattrs, owners, modes or times); a link that points
+  out, named without following, is acted on itself; and every extension
+  works inside, sandboxed, over a pipe (as `sftp -D` runs the server) and
+  through sshd, with -r and without.
 - The sandbox: seccomp in effect for a server started by `sftp -D` and by
   sshd, Landlock with -R (tests/unit/test-sandbox.c checks that writes are
   refused, and that forbidden system calls kill).
@@ -17,11 +23,14 @@ length, malformed packets) are tested in test_raw.py; -P/-p/-R for every
 request and open flag in test_permissions.py.
 """
 
+import errno
 import os
 import select
 import shutil
 import subprocess
 import time
+
+import stat
 
 import pytest
 
@@ -31,6 +40,8 @@ from sftpwire import (
     FXF_APPEND, FXF_CREAT, FXF_READ, FXF_TRUNC, FXF_WRITE, FXP_ATTRS, FXP_DATA,
     FXP_EXTENDED_REPLY, FXP_HANDLE, FXP_NAME, FXP_READ, MAX_READ_LENGTH, SFTPWire,
     sstr, u32, u64, spawn,
+    FALLOC_KEEP_SIZE, FXF_EXCL, LOCK_FLOCK, LOCK_GET, LOCK_SET, O_NOFOLLOW, RDLCK, SEEK_DATA,
+    SEEK_HOLE, TARGET_HANDLE, TARGET_NOFOLLOW, UNLCK, WRLCK, XATTR_REPLACE,
 )
 
 SECRET = b"outside-secret\n"
@@ -541,3 +552,335 @@ def test_readonly_refuses_copy_data_and_hardlink(hashi_server, tmp_path):
         c.read(ra, 100, 10).expect(FX_EOF)
     assert (tmp_path / "b").read_bytes() == b"target"
     assert not (tmp_path / "c").exists()
+
+
+# ------------------------------------------ hashi's @hashi extensions under -r
+
+XNAME = "user.secret"
+IS_ROOT = os.geteuid() == 0
+
+
+def ext(r):
+    return r.ok(FXP_EXTENDED_REPLY).extra
+
+
+def hx_refused(r):
+    """Refused, with the errno of a path that leads out (errno@hashi on)."""
+    refused(r)
+    assert r.errno in (errno.EACCES, errno.ENOENT), r
+    return r
+
+
+def hx_fails(r, err):
+    assert r.type == 101 and r.code != FX_OK and r.errno == err, r
+    return r
+
+
+@pytest.fixture
+def hjail(jail):
+    """The jail, with an extended attribute on the secret outside; returns
+    (root, outside, check) where check() asserts nothing outside changed."""
+    root, outside = jail
+    secret = outside / "secret"
+    os.setxattr(secret, XNAME, b"outside")
+    before = os.stat(secret)
+    names = sorted(os.listdir(outside))
+
+    def check():
+        st = os.stat(secret)
+        # ctime moves with any change of mode, owner, times, size or xattrs
+        assert (st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+                st.st_ctime_ns) == (before.st_ino, before.st_mode, before.st_uid,
+                                    before.st_gid, before.st_size, before.st_mtime_ns,
+                                    before.st_ctime_ns)
+        assert secret.read_bytes() == SECRET
+        assert os.listxattr(secret) == [XNAME]
+        assert os.getxattr(secret, XNAME) == b"outside"
+        assert sorted(os.listdir(outside)) == names
+
+    return root, outside, check
+
+
+def hx_rooted(hashi_server, root, *args, cwd=None):
+    c = rooted(hashi_server, root, *args, cwd=cwd)
+    c.hx_errno().ok()
+    return c
+
+
+# Landlock (on with -r) refuses creating and writing outside on its own:
+# without the sandbox, -r's path resolution alone must do it.
+SANDBOX = [pytest.param((), id="sandbox"), pytest.param(("--no-sandbox",), id="no-sandbox")]
+
+
+@pytest.mark.parametrize("sandbox", SANDBOX)
+@pytest.mark.parametrize("path", ESCAPES)
+def test_root_hashi_path_escapes_refused(hashi_server, hjail, path, sandbox):
+    """Every path-taking @hashi extension, following links and not: "..",
+    absolute links and links out are refused; nothing outside changes."""
+    root, outside, check = hjail
+    path = path % {"outside": str(outside).lstrip("/")}
+    # "sub/up" itself is a link inside: without following, it is reachable
+    link_inside = path.endswith("/up")
+    with hx_rooted(hashi_server, root, *sandbox, cwd=root) as c:
+        for fl in (0,) if link_inside else (0, TARGET_NOFOLLOW):
+            hx_refused(c.hx_stat(path, fl))
+            hx_refused(c.hx_setstat(path, fl, mode=0o777))
+            hx_refused(c.hx_setstat(path, fl, mtime=(1, 1), atime_now=True))
+            hx_refused(c.hx_setstat(path, fl, size=0))
+            if IS_ROOT:
+                hx_refused(c.hx_setstat(path, fl, uid=65534, gid=65534))
+            hx_refused(c.hx_getxattr(path, XNAME, fl))
+            hx_refused(c.hx_listxattr(path, fl))
+            hx_refused(c.hx_setxattr(path, "user.planted", b"x", flags=fl))
+            hx_refused(c.hx_setxattr(path, XNAME, b"x", XATTR_REPLACE, flags=fl))
+            hx_refused(c.hx_removexattr(path, XNAME, fl))
+        hx_refused(c.hx_open(path, FXF_READ))
+        hx_refused(c.hx_open(path, FXF_READ | FXF_WRITE))
+        hx_refused(c.hx_open(path, FXF_WRITE | FXF_CREAT | FXF_TRUNC, 0o666))
+        if not link_inside:
+            hx_refused(c.hx_open(path, FXF_READ | O_NOFOLLOW))
+            hx_refused(c.hx_open(path, FXF_WRITE | FXF_CREAT | FXF_EXCL, 0o666))
+        ext(c.hx_stat("file"))  # the session goes on
+    check()
+
+
+MKNOD_ESCAPES = [
+    "../outside/planted",
+    "sub/../../outside/planted",
+    "abs/planted",
+    "/abs/planted",
+    "rel/planted",
+    "chain/planted",
+    "inside/../rel/planted",
+    "sub/up/../planted",
+    "abs/",
+    "rel/newdir/",
+]
+
+
+@pytest.mark.parametrize("sandbox", SANDBOX)
+@pytest.mark.parametrize("path", MKNOD_ESCAPES)
+def test_root_hashi_create_cannot_escape(hashi_server, hjail, path, sandbox):
+    """mknod@hashi of every kind, and open@hashi with O_CREAT, beneath the
+    root only. The server's working directory is the root here, so that a
+    path used as given would lead out through the links."""
+    root, outside, check = hjail
+    kinds = [stat.S_IFIFO | 0o666, stat.S_IFSOCK | 0o666, stat.S_IFREG | 0o666,
+             stat.S_IFDIR | 0o777, stat.S_IFLNK | 0o777]
+    if IS_ROOT:
+        kinds.append(stat.S_IFCHR | 0o666)
+    with hx_rooted(hashi_server, root, *sandbox, cwd=root) as c:
+        for mode in kinds:
+            hx_refused(c.hx_mknod(path, mode, 1, 3, target="/etc/passwd"))
+        opens = [c.hx_open(path, FXF_WRITE | FXF_CREAT, 0o666),
+                 c.hx_open(path, FXF_WRITE | FXF_CREAT | FXF_EXCL, 0o666)]
+        if IS_ROOT:
+            opens.append(c.hx_open(path, FXF_WRITE | FXF_CREAT, 0o666, uid=65534, gid=65534))
+        for r in opens:
+            if path.endswith("/"):  # open(2) of "name/" with O_CREAT may say so first
+                assert r.type == 101 and r.errno in (errno.EACCES, errno.EISDIR), r
+            else:
+                hx_refused(r)
+    check()
+    assert os.path.islink(root / "abs") and os.path.islink(root / "rel")
+
+
+def test_root_hashi_links_out_are_acted_on_themselves(hashi_server, hjail):
+    """Without following, a link that points out is the link itself: its
+    attributes, times, owner and (as root) trusted.* attributes change, never
+    what it points to; following it is refused."""
+    root, outside, check = hjail
+    links = ["abs", "rel", "chain", "sub/up", "abs_in"]
+    with hx_rooted(hashi_server, root) as c:
+        for i, name in enumerate(links):
+            lst = os.lstat(root / name)
+            h = ext(c.hx_stat(name, TARGET_NOFOLLOW))
+            assert stat.S_ISLNK(h["mode"]) and h["ino"] == lst.st_ino
+            hx_refused(c.hx_stat(name))
+            ext(c.hx_setstat(name, TARGET_NOFOLLOW, atime=(5, 6), mtime=(7, 8 + i)))
+            assert os.lstat(root / name).st_mtime_ns == 7 * 10**9 + 8 + i
+            hx_fails(c.hx_setstat(name, TARGET_NOFOLLOW, size=0), errno.ELOOP)
+            hx_fails(c.hx_setstat(name, TARGET_NOFOLLOW, mode=0o600), errno.EOPNOTSUPP)
+            # no user.* attributes on a symbolic link: the call reached the link
+            hx_fails(c.hx_setxattr(name, "user.x", b"1", flags=TARGET_NOFOLLOW), errno.EPERM)
+            hx_fails(c.hx_getxattr(name, XNAME, TARGET_NOFOLLOW), errno.ENODATA)
+            if IS_ROOT:
+                ext(c.hx_setstat(name, TARGET_NOFOLLOW, uid=65534, gid=65533))
+                assert (os.lstat(root / name).st_uid, os.lstat(root / name).st_gid) == (65534, 65533)
+                c.hx_setxattr(name, "trusted.hashi", b"on the link", flags=TARGET_NOFOLLOW).ok()
+                assert os.getxattr(root / name, "trusted.hashi",
+                                   follow_symlinks=False) == b"on the link"
+                assert ext(c.hx_getxattr(name, "trusted.hashi", TARGET_NOFOLLOW)) == b"on the link"
+                assert b"trusted.hashi" in ext(c.hx_listxattr(name, TARGET_NOFOLLOW))
+                c.hx_removexattr(name, "trusted.hashi", TARGET_NOFOLLOW).ok()
+                assert "trusted.hashi" not in os.listxattr(root / name, follow_symlinks=False)
+            if name in ("abs", "rel", "chain"):  # directories out
+                hx_refused(c.hx_open(name + "/x", FXF_WRITE | FXF_CREAT))
+                hx_refused(c.hx_mknod(name + "/x", stat.S_IFIFO | 0o600))
+        # readdir@hashi: the links are entries inside, with their own attributes
+        dh = c.opendir("sub").ok(FXP_HANDLE).handle
+        entries = dict(ext(c.hx_readdir(dh)))
+        assert stat.S_ISLNK(entries["up"]["mode"])
+        assert entries["up"]["ino"] == os.lstat(root / "sub" / "up").st_ino
+        secret_ino = os.stat(outside / "secret").st_ino
+        assert all(e["ino"] != secret_ino for e in entries.values())
+        # a directory out is not opened, so never listed
+        for p in ("rel", "abs", "chain", "rel/", "../outside", "sub/up/.."):
+            refused(c.opendir(p))
+    check()
+
+
+def test_root_hashi_symlink_made_inside_stays_confined(hashi_server, hjail):
+    """mknod@hashi stores a link's target as given (like SYMLINK); using it
+    is confined like any other link."""
+    root, outside, check = hjail
+    with hx_rooted(hashi_server, root) as c:
+        for name, target in (("pw", str(outside / "secret")), ("up2", "../outside/secret"),
+                             ("sneaky", "sub/../../outside")):
+            h = ext(c.hx_mknod(name, stat.S_IFLNK | 0o777, target=target))
+            assert stat.S_ISLNK(h["mode"]) and os.readlink(root / name) == target
+            ext(c.hx_stat(name, TARGET_NOFOLLOW))
+            hx_refused(c.hx_stat(name))
+            hx_refused(c.hx_open(name, FXF_READ))
+            hx_refused(c.hx_setstat(name, mode=0o777))
+            hx_refused(c.hx_getxattr(name, XNAME))
+            hx_refused(c.hx_setxattr(name, "user.planted", b"x"))
+            hx_refused(c.hx_mknod(name + "/x", stat.S_IFIFO | 0o600))
+    check()
+
+
+def exercise_hashi(c, d):
+    """Every @hashi extension on relative paths in the session's start
+    directory, d on this side: what each did is checked against the kernel."""
+    c.hx_errno().ok()
+    h = ext(c.hx_mknod("hx", stat.S_IFDIR | 0o750))
+    assert stat.S_ISDIR(h["mode"]) and stat.S_IMODE(os.stat(d / "hx").st_mode) == 0o750
+    fh, h = ext(c.hx_open("hx/f", FXF_READ | FXF_WRITE | FXF_CREAT | FXF_EXCL, 0o640))
+    assert h["ino"] == os.stat(d / "hx" / "f").st_ino
+    assert stat.S_IMODE(os.stat(d / "hx" / "f").st_mode) == 0o640
+    c.write(fh, 0, b"x" * 5000).ok()
+    c.hx_fallocate(fh, FALLOC_KEEP_SIZE, 0, 1 << 20).ok()
+    assert ext(c.hx_lseek(fh, 0, SEEK_DATA)) == 0
+    assert ext(c.hx_lseek(fh, 0, SEEK_HOLE)) >= 5000
+    # locks by handle: a second open file sees the first one's
+    gh, _ = ext(c.hx_open("hx/f", FXF_READ | FXF_WRITE))
+    c.hx_lock(fh, LOCK_SET, WRLCK, 0, 10).ok()
+    assert c.hx_lock(gh, LOCK_GET, WRLCK, 0, 10).ok(FXP_EXTENDED_REPLY).extra["type"] == WRLCK
+    hx_fails(c.hx_lock(gh, LOCK_SET, RDLCK, 5, 1), errno.EAGAIN)
+    c.hx_lock(fh, LOCK_SET, UNLCK, 0, 10).ok()
+    c.hx_lock(fh, LOCK_FLOCK, WRLCK).ok()
+    hx_fails(c.hx_lock(gh, LOCK_FLOCK, RDLCK), errno.EAGAIN)
+    c.hx_lock(fh, LOCK_FLOCK, UNLCK).ok()
+    c.hx_lock(gh, LOCK_FLOCK, RDLCK).ok()
+    # setstat by handle and by path, following and not
+    ext(c.hx_setstat(fh, TARGET_HANDLE, mode=0o600, size=4000))
+    assert os.stat(d / "hx" / "f").st_size == 4000
+    ext(c.hx_setstat("hx/f", 0, size=3000, atime=(10, 11), mtime=(12, 13)))
+    st = os.stat(d / "hx" / "f")
+    assert (st.st_size, st.st_atime_ns, st.st_mtime_ns) == (3000, 10 * 10**9 + 11, 12 * 10**9 + 13)
+    ext(c.hx_setstat("hx/f", TARGET_NOFOLLOW, size=2000, mode=0o644))
+    st = os.stat(d / "hx" / "f")
+    assert (st.st_size, stat.S_IMODE(st.st_mode)) == (2000, 0o644)
+    h = ext(c.hx_mknod("hx/l", stat.S_IFLNK | 0o777, target="f"))
+    assert os.readlink(d / "hx" / "l") == "f"
+    assert ext(c.hx_stat("hx/l"))["ino"] == st.st_ino
+    assert ext(c.hx_stat("hx/l", TARGET_NOFOLLOW))["ino"] == os.lstat(d / "hx" / "l").st_ino
+    ext(c.hx_setstat("hx/l", TARGET_NOFOLLOW, mtime=(20, 21)))
+    assert os.lstat(d / "hx" / "l").st_mtime_ns == 20 * 10**9 + 21
+    ext(c.hx_setstat("hx/l", 0, mtime=(30, 31)))
+    assert os.stat(d / "hx" / "f").st_mtime_ns == 30 * 10**9 + 31
+    # nodes
+    for name, kind in (("fifo", stat.S_IFIFO), ("sock", stat.S_IFSOCK), ("reg", stat.S_IFREG)):
+        ext(c.hx_mknod("hx/" + name, kind | 0o604))
+        st = os.lstat(d / "hx" / name)
+        assert stat.S_IFMT(st.st_mode) == kind and stat.S_IMODE(st.st_mode) == 0o604
+    if IS_ROOT:
+        ext(c.hx_mknod("hx/null", stat.S_IFCHR | 0o666, 1, 3, uid=65534, gid=65533))
+        st = os.lstat(d / "hx" / "null")
+        assert st.st_rdev == os.makedev(1, 3) and (st.st_uid, st.st_gid) == (65534, 65533)
+        _, h = ext(c.hx_open("hx/owned", FXF_WRITE | FXF_CREAT, 0o2750, uid=65534, gid=65533))
+        st = os.stat(d / "hx" / "owned")
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65533, 0o2750)
+        # the chown clears set-ID bits; they are put back on the node made
+        ext(c.hx_mknod("hx/suid", stat.S_IFREG | 0o6755, uid=65534, gid=65533))
+        st = os.lstat(d / "hx" / "suid")
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65533, 0o6755)
+    # xattrs by path (following and not) and by handle
+    c.hx_setxattr("hx/l", "user.a", b"via link").ok()
+    assert os.getxattr(d / "hx" / "f", "user.a") == b"via link"
+    assert ext(c.hx_getxattr("hx/f", "user.a", TARGET_NOFOLLOW)) == b"via link"
+    c.hx_setxattr(fh, "user.b", b"by handle", flags=TARGET_HANDLE).ok()
+    assert sorted(ext(c.hx_listxattr("hx/f"))) == [b"user.a", b"user.b"]
+    assert ext(c.hx_listxattr("hx/l", TARGET_NOFOLLOW)) == []
+    hx_fails(c.hx_setxattr("hx/l", "user.c", b"x", flags=TARGET_NOFOLLOW), errno.EPERM)
+    c.hx_removexattr("hx/f", "user.a", TARGET_NOFOLLOW).ok()
+    c.hx_removexattr("hx/l", "user.b").ok()
+    assert os.listxattr(d / "hx" / "f") == []
+    # readdir@hashi
+    dh = c.opendir("hx").ok(FXP_HANDLE).handle
+    entries = {}
+    while True:
+        r = c.hx_readdir(dh)
+        if r.type == 101:
+            r.expect(FX_EOF)
+            break
+        entries.update(ext(r))
+    expect = {"f", "l", "fifo", "sock", "reg"} | ({"null", "owned", "suid"} if IS_ROOT else set())
+    assert set(entries) - {".", ".."} == expect
+    for name, a in entries.items():
+        assert a["ino"] == os.lstat(d / "hx" / name).st_ino
+    c.close_handle(dh).ok()
+    c.close_handle(gh).ok()
+    c.close_handle(fh).ok()
+
+
+def _seccomp_of(hashi_server, marker):
+    pid = _find_server(hashi_server, marker)
+    assert pid, "server process not found"
+    return _status(pid)["Seccomp"]
+
+
+def test_root_hashi_extensions_work_inside_the_sandbox(hashi_server, jail):
+    """Started as `sftp -D` starts it (a pipe, sandbox on by default), under
+    -r: every extension works on paths beneath the root."""
+    root, _ = jail
+    with hx_rooted(hashi_server, root) as c:
+        assert _seccomp_of(hashi_server, str(root)) == "2"
+        exercise_hashi(c, root)
+        assert "sandbox: " not in c.stderr_text()
+
+
+def test_hashi_extensions_work_inside_the_sandbox_without_root(hashi_server, tmp_path):
+    start = tmp_path / "plain-start"
+    start.mkdir()
+    with spawn(hashi_server, tmp_path, "-d", str(start)) as c:
+        assert _seccomp_of(hashi_server, str(start)) == "2"
+        exercise_hashi(c, start)
+
+
+@pytest.mark.parametrize("with_root", [True, False])
+def test_hashi_extensions_under_sshd(sshd, hashi_server, tmp_path, with_root):
+    """Through sshd (run as a command, as `sftp -s PATH` does), sandboxed,
+    with and without -r: the extensions work, and under -r still cannot
+    escape."""
+    d = tmp_path / ("sshd-root" if with_root else "sshd-start")
+    d.mkdir()
+    (tmp_path / "secret").write_bytes(SECRET)
+    os.symlink("../secret", d / "out")
+    opt = "-r" if with_root else "-d"
+    argv = ["ssh", *sshd.ssh_args(), "-p", str(sshd.port), sshd.destination,
+            f"{hashi_server} -e {opt} {d}"]
+    with SFTPWire(argv) as c:
+        assert _seccomp_of(hashi_server, str(d)) == "2"
+        exercise_hashi(c, d)
+        if with_root:
+            hx_refused(c.hx_stat("out"))
+            hx_refused(c.hx_setxattr("out", "user.planted", b"x"))
+            hx_refused(c.hx_mknod("out/../planted", stat.S_IFIFO | 0o600))
+            hx_refused(c.hx_mknod("hx/../../planted", stat.S_IFIFO | 0o600))
+            hx_refused(c.hx_open("out", FXF_WRITE | FXF_TRUNC))
+        else:
+            assert ext(c.hx_stat("out"))["size"] == len(SECRET)
+    assert (tmp_path / "secret").read_bytes() == SECRET
+    assert os.listxattr(tmp_path / "secret") == []
+    assert not (tmp_path / "planted").exists()
