@@ -236,8 +236,13 @@ def fusermount_u(path):
     subprocess.run([FUSERMOUNT, "-uz", path], capture_output=True)
 
 
+def fstype(path):
+    return subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True,
+                          text=True).stdout.strip()
+
+
 def drop_caches(args):
-    if args.no_drop_caches:
+    if not args.do_drop_caches:
         return
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -311,8 +316,8 @@ class Env:
         try:
             pwd.getpwnam(name)
         except KeyError:
-            subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True,
-                           capture_output=True)
+            # (another run may be making it at the same moment)
+            subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], capture_output=True)
             # unlocked for key logins (sshd with UsePAM no refuses a locked one)
             subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
         pw = pwd.getpwnam(name)
@@ -1056,8 +1061,10 @@ def main():
                     help="where the export, local data and mount points go (default %(default)s, "
                     "tmpfs: the server's storage is not measured)")
     ap.add_argument("--cmd-timeout", type=int, default=3600, help="limit per timed command (s)")
-    ap.add_argument("--no-drop-caches", action="store_true",
-                    help="do not write 3 to /proc/sys/vm/drop_caches before cold runs")
+    ap.add_argument("--drop-caches", choices=("auto", "yes", "no"), default="auto",
+                    help="sync and write 3 to /proc/sys/vm/drop_caches before every cold run: "
+                    "auto (the default) does when the export is not on tmpfs, where it would "
+                    "only slow down everything else on the machine")
     ap.add_argument("--no-verify", action="store_true",
                     help="skip the untimed checks of what each tool read and wrote")
     ap.add_argument("--json", metavar="FILE", help="save every sample and median to FILE")
@@ -1121,6 +1128,8 @@ def main():
     signal.signal(signal.SIGHUP, on_term)
 
     env = Env(a)
+    a.do_drop_caches = a.drop_caches == "yes" or (
+        a.drop_caches == "auto" and fstype(env.export) != "tmpfs")
     runner = Runner(a, env)
     print("hashi vs sshfs vs rclone mount")
     print("  command : %s" % " ".join([PY] + [shlex.quote(x) for x in sys.argv]))
@@ -1129,8 +1138,9 @@ def main():
         s = a.sizes[link]
         print("  %-8s: seq %s, %d files in %d dirs, %d-file repo, fio %d s" % (
             link, human(s["seq"]), s["files"], ndirs(s["files"]), s["repo"], s["fio"]))
-    print("  data    : %s; tools %s; %d repetition(s)" % (env.base, ",".join(a.tools), a.repeat),
-          flush=True)
+    print("  data    : %s (%s%s); tools %s; %d repetition(s)" % (
+        env.base, fstype(env.export), ", drop_caches before cold runs" if a.do_drop_caches else "",
+        ",".join(a.tools), a.repeat), flush=True)
     status = 0
     try:
         env.start()
