@@ -994,26 +994,23 @@ def report(args, runner):
         ex = {k: statistics.median(v) for k, v in runner.extra.get(link, {}).items()}
         hread = med.get("seqread", {}).get("hashi")
         print()
-        for name, what in (("sshcat", "ssh cat (OpenSSH client)"),
-                           ("libssh2", "libssh2 raw channel")):
+        for name, what in (("sshcat", "ssh cat"), ("libssh2", "libssh2 raw")):
             if name not in args.only:
                 continue
             v = ex.get(name)
-            line = "%-26s %-5s %10s" % ("%s %s" % (what, human(sz["seq"])) if len(what) < 20 else what,
-                                        "MB/s", "FAIL" if "-" in fails.get(name, {}) else fmt(v, "MB/s"))
+            line = "%-26s %-5s %10s" % ("%s %s" % (what, human(sz["seq"])), "MB/s",
+                                        "FAIL" if "-" in fails.get(name, {}) else fmt(v, "MB/s"))
             if v and hread:
-                line += "   hashi seq read / %s = %.2f" % (name.replace("sshcat", "ssh cat")
-                                                          .replace("libssh2", "libssh2 raw"), hread / v)
+                line += "   hashi seq read / %s = %.2f" % (what, hread / v)
             print(line)
         cpu = {row: {t: statistics.median(v) for t, v in d.items()}
                for row, d in runner.cpu.get(link, {}).items()}
-        for row in ("seqread", "seqwrite"):
+        for row, what in (("seqread", "seq read"), ("seqwrite", "seq write")):
             if row in cpu:
-                print("%-26s %-5s" % ("CPU s/GiB, " + ("seq read" if row == "seqread" else "seq write"),
-                                      "s/GiB") +
-                      "".join("%11s" % fmt(cpu[row].get(t), "MB/s") if cpu[row].get(t) is None
-                              else "%11.2f" % cpu[row][t] for t in tools) +
-                      "   (the mount's processes: sshfs+ssh, rclone, hashi)")
+                cells = "".join("%11s" % ("-" if cpu[row].get(t) is None else "%.2f" % cpu[row][t])
+                                for t in tools)
+                print("%-26s %-5s%s   (CPU of the mount's processes per GiB)" % (
+                    "CPU, " + what, "s/GiB", cells))
         for row, d in fails.items():
             for t, msg in d.items():
                 print("  failed: %s %s: %s" % (row, t, msg))
