@@ -1,11 +1,12 @@
 /* bench-ssh2cat: what libssh2 alone moves over one SSH channel.
  *
- *   bench-ssh2cat HOST PORT USER KEYFILE COMMAND
+ *   bench-ssh2cat HOST PORT USER KEYFILE COMMAND [WINDOW]
  *
  * Connects to HOST:PORT, authenticates USER with the private key KEYFILE
  * (the host key is not checked: this is a benchmark against our own test
  * sshd), runs COMMAND (e.g. "exec cat FILE") on one session channel opened
- * with the window and packet sizes hashi's transport uses, and reads the
+ * with a receive window of WINDOW bytes (default 16 MiB, as hashi's
+ * transport; 2097152 is libssh2's own default) and reads the
  * channel's standard output non-blocking until end of file, discarding it.
  * Prints one line: "BYTES SECONDS" for the data phase (from the exec request
  * to end of file), so BYTES / SECONDS is libssh2's raw channel throughput.
@@ -93,8 +94,13 @@ static int wait_socket(LIBSSH2_SESSION *s, int fd)
 
 int main(int argc, char **argv)
 {
-	if (argc != 6) {
-		fprintf(stderr, "usage: bench-ssh2cat HOST PORT USER KEYFILE COMMAND\n");
+	if (argc != 6 && argc != 7) {
+		fprintf(stderr, "usage: bench-ssh2cat HOST PORT USER KEYFILE COMMAND [WINDOW]\n");
+		return 2;
+	}
+	unsigned long window = argc == 7 ? strtoul(argv[6], NULL, 0) : WINDOW;
+	if (window < PACKET || window > 0x7fffffffUL) {
+		fprintf(stderr, "bench-ssh2cat: bad window %s\n", argv[6]);
 		return 2;
 	}
 	const char *user = argv[3], *key = argv[4], *cmd = argv[5];
@@ -113,7 +119,8 @@ int main(int argc, char **argv)
 						   NULL) != 0)
 		return die(s, "Permission denied (publickey)");
 	double t0 = now();
-	LIBSSH2_CHANNEL *ch = libssh2_channel_open_ex(s, "session", 7, WINDOW, PACKET, NULL, 0);
+	LIBSSH2_CHANNEL *ch = libssh2_channel_open_ex(s, "session", 7, (unsigned)window, PACKET,
+							   NULL, 0);
 	if (ch == NULL)
 		return die(s, "channel open failed");
 	if (libssh2_channel_process_startup(ch, "exec", 4, cmd, (unsigned)strlen(cmd)) != 0)
