@@ -985,10 +985,12 @@ def report(args, runner):
         fails = runner.failures.get(link, {})
         med = {row: {t: statistics.median(v) for t, v in d.items()} for row, d in res.items()}
         print()
-        print("== %s%s: median of %d, fresh mount per measurement; ratio = hashi / best peer "
-              "(higher is better for hashi)" % (
+        counts = sorted({len(v) for d in res.values() for v in d.values()}) or [0]
+        runs = "%d" % counts[0] if len(counts) == 1 else "%d-%d" % (counts[0], counts[-1])
+        print("== %s%s: median of %s run(s), fresh mount per measurement; ratio = hashi / best "
+              "peer (higher is better for hashi)" % (
                   link, " (%g ms round trip through delayproxy.py)" % (2 * args.delay_ms)
-                  if link == "wan" else "", args.repeat))
+                  if link == "wan" else "", runs))
         hdr = "%-26s %-5s" % ("row", "unit") + "".join("%11s" % t for t in tools) + "%11s" % "ratio"
         print(hdr)
         print("-" * len(hdr))
