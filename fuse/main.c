@@ -116,6 +116,11 @@ static void usage(FILE *f)
 "       max_read=N       passed to FUSE and the kernel\n"
 "    -o no_check_root       do not check that the remote directory exists\n"
 "    -o disable_hardlink    link(2) fails with ENOSYS\n"
+"    -o contain_symlinks    (the default) a symbolic link whose target is absolute outside\n"
+"                           the remote directory, or climbs above it with \"..\", cannot be\n"
+"                           read or followed (EPERM); absolute targets beneath it are shown\n"
+"                           relative to the link\n"
+"    -o no_contain_symlinks show every link's target as the server gives it\n"
 "    -o setuid=USER         (as root, e.g. from fstab) mount as USER, with USER's ssh files\n"
 "\n"
 "Unmount with: fusermount3 -u mountpoint\n"
@@ -160,7 +165,7 @@ static const char *const ignored[] = {
 	"dcache_max_size", "dcache_clean_interval", "dcache_min_clean_interval",
 	"cache_timeout", "cache_stat_timeout", "cache_dir_timeout", "cache_link_timeout",
 	"writeback_cache", "direct_io", "x-systemd.automount", "comment", "relatime",
-	"strictatime", "nodiratime", "contain_symlinks",
+	"strictatime", "nodiratime",
 	NULL,
 };
 
@@ -256,6 +261,10 @@ static int handle_opt(struct options *o, char *item)
 			return -1;
 		}
 		o->nomap = xstrdup(val);
+	} else if (strcmp(key, "contain_symlinks") == 0 && !val) {
+		o->fs.no_contain_symlinks = false;
+	} else if (strcmp(key, "no_contain_symlinks") == 0 && !val) {
+		o->fs.no_contain_symlinks = true;
 	} else if (strcmp(key, "disable_hardlink") == 0) {
 		o->fs.disable_hardlink = true;
 	} else if (strcmp(key, "no_check_root") == 0) {
