@@ -1360,7 +1360,7 @@ struct readdir_op {
 static char *listing_name(const char *dir, const uint8_t *s, uint32_t len)
 {
 	char shown[300];
-	printable(shown, sizeof(shown), s, len > 200 ? 200 : len);
+	printable(shown, sizeof(shown), s, len > 64 ? 64 : len);
 	if (len > NAME_MAX) {
 		log_error("server sent a name of %u bytes in a directory listing of %s (the limit is "
 			  "%d): \"%s...\" left out", len, dir, NAME_MAX, shown);
