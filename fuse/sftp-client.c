@@ -928,11 +928,26 @@ static int wait_io(struct sftp_client *c, int timeout_ms)
 	return 0;
 }
 
+/* A handshake (INIT, the mount's first requests, reopening after a
+ * reconnect) the server leaves unanswered this long has failed: the
+ * dead-peer check's time if it is on, else HANDSHAKE_SILENCE_S. */
+#define HANDSHAKE_SILENCE_S 30
+
+static bool handshake_stalled(struct sftp_client *c)
+{
+	unsigned limit = c->alive_interval_s ? c->alive_interval_s * c->alive_count_max
+					     : HANDSHAKE_SILENCE_S;
+	if (now_ms() - c->last_rx < (uint64_t)limit * 1000)
+		return false;
+	snprintf(c->error, sizeof(c->error), "no answer from the server for %u s", limit);
+	return true;
+}
+
 /* Drive the transport from this thread until *done. */
 static int drive_until(struct sftp_client *c, volatile bool *done)
 {
 	while (!*done) {
-		if (pump(c) < 0)
+		if (pump(c) < 0 || (!*done && handshake_stalled(c)))
 			return -1;
 		if (*done)
 			break;
@@ -1533,6 +1548,7 @@ struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errle
 	c->vhandles = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, vh_free);
 	c->next_id = 1;
 	c->next_vid = 1;
+	c->last_rx = now_ms();
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	wire_buf_init(&c->in, 0);
 	if (c->efd < 0) {

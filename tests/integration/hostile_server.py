@@ -67,6 +67,9 @@ SCENARIOS = {
     "version_huge_ext": "a VERSION with 6,000 extensions (200 KiB)",
     "version_too_big": "a VERSION of 4 MiB",
     "version_malformed": "a VERSION whose extension name runs past the packet",
+    "version_never": "no VERSION: INIT is never answered",
+    "init_silent": "an unsolicited reply to an 'evil' request on the first connection; "
+                   "on every later one, INIT is never answered",
 }
 
 
@@ -201,6 +204,9 @@ class Conn:
 
     def version(self):
         sc = self.srv.scenario
+        if sc == "version_never" or (sc == "init_silent" and self.index > 0):
+            self.fire(sc)
+            return
         body = u32(3)
         if sc == "version_huge_ext":
             self.fire(sc)
@@ -239,7 +245,7 @@ class Conn:
             self.send(u32(1) + bytes([ptype]))
         elif sc == "unknown_type":
             self.send(packet(200, u32(rid) + b"what is this"))
-        elif sc == "unsolicited":
+        elif sc in ("unsolicited", "init_silent"):
             self.send(packet(ptype, u32(rid + 1000) + body[4:]))
         elif sc == "duplicate":
             self.send(good + good)

@@ -61,7 +61,7 @@ class Hostile:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self.err, start_new_session=True)
         mountfix._wait_for(lambda: mounted(self.mnt) or self.proc.poll() is not None,
-                           "the hostile mount", 30)
+                           "the hostile mount", 60)
         if expect_mount:
             assert mounted(self.mnt), f"hashi did not mount: {self.log()}"
 
@@ -425,3 +425,26 @@ def test_no_contain_symlinks(menv):
     m.do(body, m.path)
     assert sentinel.read_text() == "written through the mount\n"
     assert m.unmount() == 0
+
+
+# --------------------------------------------------------------------------
+# a server that never says VERSION
+
+def test_reconnect_to_a_server_that_never_answers_init(hostile):
+    """After the first connection breaks, the server accepts connections but
+    never answers INIT: each attempt gives up after the dead-peer time, and
+    the waiting request fails once timeout= has passed."""
+    h = hostile("init_silent", opts=["timeout=3"])
+    assert h.op(LSTAT)[1] in (errno.EIO, errno.ETIMEDOUT)
+    h.wait_log(r"reconnecting: no answer from the server for 2 s")
+    assert h.op("(m / 'f').read_text()")[1] in (errno.EIO, errno.ETIMEDOUT)
+    h.check_alive_and_bounded()
+    assert h.finish() == 0
+
+
+def test_mount_from_a_server_that_never_answers_init(hostile):
+    h = hostile("version_never", expect_mount=False)
+    status = h.proc.wait(timeout=60)
+    assert status == 1
+    assert not mounted(h.mnt)
+    assert "no answer from the server for 30 s" in h.log()
