@@ -55,6 +55,7 @@ struct options {
  * (and not reported as a leak by LeakSanitizer). */
 static struct options o;
 static char *user, *host, *dir;
+static GPtrArray *fargs; /* libfuse's arguments (the parent leaves in fuse_daemonize) */
 static char *saved_password;
 static int config_alive_interval = -1, config_alive_count = -1;
 
@@ -845,7 +846,7 @@ int main(int argc, char **argv)
 	}
 
 	/* libfuse's arguments: the mount options, and our source as fsname. */
-	GPtrArray *fargs = g_ptr_array_new_with_free_func(g_free);
+	fargs = g_ptr_array_new_with_free_func(g_free);
 	g_ptr_array_add(fargs, g_strdup(argv[0]));
 	GString *mopts = g_string_new(NULL);
 	bool has_fsname = false, has_subtype = false;
@@ -923,8 +924,10 @@ int main(int argc, char **argv)
 		ret = 0;
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
-	fuse_session_destroy(se);
+	/* The I/O thread answers the kernel's requests through the session:
+	 * stop it (what is pending is answered now) before the session goes. */
 	sftp_client_free(c);
+	fuse_session_destroy(se);
 	fs_free(fs);
 	fuse_opt_free_args(&args);
 	g_ptr_array_free(fargs, TRUE);
