@@ -1849,6 +1849,8 @@ void fs_free(struct fs *fs)
 	g_hash_table_iter_init(&it, fs->by_ino);
 	while (g_hash_table_iter_next(&it, &key, &val)) {
 		struct node *n = val;
+		/* files the kernel never released (its RELEASE came too late) */
+		g_slist_free_full(n->files, g_free);
 		g_free(n->path);
 		g_free(n);
 	}
