@@ -451,7 +451,7 @@ class Mount:
         m, e = self.fresh()
         return self.do(body, m, e)
 
-    def unmount(self, timeout=30.0):
+    def unmount(self, timeout=None):
         """fusermount3 -u (lazily with -z if busy); wait for the daemon to
         exit and return its exit status."""
         if mounted(self.path):
@@ -461,7 +461,9 @@ class Mount:
             assert r.returncode == 0, f"fusermount3 -u {self.path}: {r.stderr}"
         assert not mounted(self.path)
         if self.pid is not None and self.exit_status is None:
-            self.exit_status = wait_pid(self.pid, timeout)
+            # (under a wrapper such as valgrind, exiting takes longer)
+            limit = timeout or (120.0 if WRAPPER else 30.0)
+            self.exit_status = wait_pid(self.pid, limit)
         return self.exit_status
 
     def __repr__(self):
