@@ -421,6 +421,16 @@ static int parse_args(struct options *o, int argc, char **argv)
 	return 0;
 }
 
+/* The password read for password_stdin, wiped and freed. */
+static void forget_password(void)
+{
+	if (saved_password) {
+		explicit_bzero(saved_password, strlen(saved_password));
+		free(saved_password);
+		saved_password = NULL;
+	}
+}
+
 static void options_free(struct options *o)
 {
 	free(o->source);
@@ -433,8 +443,7 @@ static void options_free(struct options *o)
 	free(o->uidfile);
 	free(o->gidfile);
 	free(o->nomap);
-	free(saved_password);
-	saved_password = NULL;
+	forget_password();
 	free(o->topts.config_file);
 	for (int i = 0; i < o->topts.n; i++)
 		g_free(o->topts.opts[i]);
@@ -568,14 +577,29 @@ static int setup_idmap(struct options *opt, struct sftp_client *c, const struct 
 	return 0;
 }
 
+/* One line from standard input, read a byte at a time (no copy is left in
+ * stdio's buffer, and what follows the line stays unread). */
 static char *read_password_stdin(void)
 {
 	char buf[1024];
-	if (!fgets(buf, sizeof(buf), stdin))
-		return NULL;
-	buf[strcspn(buf, "\n")] = '\0';
-	return xstrdup(buf);
+	size_t n = 0;
+	char ch;
+	ssize_t r;
+	while ((r = read(STDIN_FILENO, &ch, 1)) == 1 || (r < 0 && errno == EINTR)) {
+		if (r < 0)
+			continue;
+		if (ch == '\n')
+			break;
+		if (n + 1 < sizeof(buf))
+			buf[n++] = ch;
+	}
+	buf[n] = '\0';
+	char *pw = r < 0 || (r == 0 && n == 0) ? NULL : xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	ch = 0;
+	return pw;
 }
+
 
 /* argv for OpenSSH's ssh, as sshfs builds it. */
 static char **openssh_argv(const struct options *o, const char *user, const char *host)
@@ -912,6 +936,8 @@ int main(int argc, char **argv)
 	sftp_client_set_keepalive(c, ka_interval, ka_count);
 	if (!o.noreconnect && !o.passive)
 		sftp_client_set_reconnect(c, reconnect_transport, &o, o.timeout_s);
+	else
+		forget_password(); /* (kept only to log in again after a reconnect) */
 	if (sftp_client_start(c) != 0) {
 		log_error("cannot start the I/O thread");
 		fuse_session_unmount(se);
