@@ -138,6 +138,13 @@ static char *xstrdup(const char *s)
 	return p;
 }
 
+/* An option given again: the last one counts (as in sshfs). */
+static void set_str(char **dst, const char *val)
+{
+	free(*dst);
+	*dst = xstrdup(val);
+}
+
 static int add_ssh_opt(struct options *o, const char *kw, const char *val)
 {
 	if (o->topts.n >= (int)(sizeof(o->topts.opts) / sizeof(o->topts.opts[0]))) {
@@ -216,7 +223,7 @@ static int handle_opt(struct options *o, char *item)
 	if (strcmp(key, "debug") == 0 || strcmp(key, "sshfs_debug") == 0) {
 		o->debug = o->foreground = true;
 	} else if (strcmp(key, "ssh_command") == 0 && val) {
-		o->ssh_command = xstrdup(val);
+		set_str(&o->ssh_command, val);
 		o->force_openssh = true;
 	} else if (strcmp(key, "transport") == 0 && val) {
 		if (strcmp(val, "openssh") == 0)
@@ -228,9 +235,9 @@ static int handle_opt(struct options *o, char *item)
 			return -1;
 		}
 	} else if (strcmp(key, "sftp_server") == 0 && val) {
-		o->sftp_server = xstrdup(val);
+		set_str(&o->sftp_server, val);
 	} else if (strcmp(key, "directport") == 0 && val) {
-		o->directport = xstrdup(val);
+		set_str(&o->directport, val);
 	} else if (strcmp(key, "passive") == 0 || strcmp(key, "slave") == 0) {
 		/* stdin and stdout are the connection: no daemon */
 		o->passive = true;
@@ -249,19 +256,19 @@ static int handle_opt(struct options *o, char *item)
 		}
 		o->timeout_s = (unsigned)t;
 	} else if (strcmp(key, "setuid") == 0 && val) {
-		o->setuid_user = xstrdup(val);
+		set_str(&o->setuid_user, val);
 	} else if (strcmp(key, "idmap") == 0 && val) {
-		o->idmap = xstrdup(val);
+		set_str(&o->idmap, val);
 	} else if (strcmp(key, "uidfile") == 0 && val) {
-		o->uidfile = xstrdup(val);
+		set_str(&o->uidfile, val);
 	} else if (strcmp(key, "gidfile") == 0 && val) {
-		o->gidfile = xstrdup(val);
+		set_str(&o->gidfile, val);
 	} else if (strcmp(key, "nomap") == 0 && val) {
 		if (strcmp(val, "ignore") != 0 && strcmp(val, "error") != 0) {
 			fprintf(stderr, "hashi: bad value for nomap: '%s' (ignore or error)\n", val);
 			return -1;
 		}
-		o->nomap = xstrdup(val);
+		set_str(&o->nomap, val);
 	} else if (strcmp(key, "contain_symlinks") == 0 && !val) {
 		o->fs.no_contain_symlinks = false;
 	} else if (strcmp(key, "no_contain_symlinks") == 0 && !val) {
@@ -405,7 +412,7 @@ static int parse_args(struct options *o, int argc, char **argv)
 			}
 			add_ssh_opt(o, "Port", arg);
 		} else if (a[0] == '-' && a[1] == 'F') {
-			o->topts.config_file = xstrdup(arg);
+			set_str(&o->topts.config_file, arg);
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "hashi: unknown option '%s'\n", a);
 			return -1;
