@@ -62,8 +62,10 @@ class Hostile:
                                      stderr=self.err, start_new_session=True)
         mountfix._wait_for(lambda: mounted(self.mnt) or self.proc.poll() is not None,
                            "the hostile mount", 60)
+        self.fuse_conn = None
         if expect_mount:
             assert mounted(self.mnt), f"hashi did not mount: {self.log()}"
+            self.fuse_conn = os.minor(os.stat(self.mnt).st_dev)
 
     @staticmethod
     def _fill(d):
@@ -95,9 +97,19 @@ class Hostile:
                 "    print('ok', repr(v))\n"
                 "except OSError as e:\n"
                 "    print('err', e.errno)\n")
-        r = subprocess.run([PY, "-c", prog], capture_output=True, text=True, timeout=timeout)
-        assert r.returncode == 0, r.stderr
-        kind, val = r.stdout.strip().split(" ", 1)
+        p = subprocess.Popen([PY, "-c", prog], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # A system call on a hung mount ends only when the daemon does.
+            self.proc.kill()
+            p.kill()
+            p.communicate()
+            raise AssertionError(f"{code}: no answer in {timeout} s; hashi killed:\n"
+                                 + self.log()) from None
+        assert p.returncode == 0, err
+        kind, val = out.strip().split(" ", 1)
         return (kind, int(val)) if kind == "err" else (kind, val)
 
     def mem_kb(self):
@@ -123,7 +135,15 @@ class Hostile:
                 subprocess.run([FUSERMOUNT, "-u", str(self.mnt)], capture_output=True)
                 if mounted(self.mnt):
                     subprocess.run([FUSERMOUNT, "-uz", str(self.mnt)], capture_output=True)
-            status = self.proc.wait(timeout=30)
+            try:
+                status = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                # Unmounted here, but a mount namespace made meanwhile (by
+                # any test on this machine) still holds the connection:
+                # end it as the kernel would once the last one went.
+                with open(f"/sys/fs/fuse/connections/{self.fuse_conn}/abort", "w") as f:
+                    f.write("1")
+                status = self.proc.wait(timeout=30)
             assert status >= 0, f"hashi was killed by signal {-status}: {self.log()}"
             return status
         finally:
