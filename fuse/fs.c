@@ -15,6 +15,7 @@
 #include "file.h"
 #include "log.h"
 #include "sftp-proto.h"
+#include "symlink.h"
 
 /* ---- the inode table ---------------------------------------------------- */
 
@@ -46,6 +47,19 @@ static char *join_path(const char *dir, const char *name)
 	if (dl > 0 && dir[dl - 1] == '/')
 		return g_strconcat(dir, name, NULL);
 	return g_strconcat(dir, "/", name, NULL);
+}
+
+/* A name from the wire, fit for a log line: control bytes as \ooo, cut. */
+static void printable(char *out, size_t outlen, const uint8_t *s, uint32_t len)
+{
+	size_t n = 0;
+	for (uint32_t i = 0; i < len && n + 5 < outlen; i++) {
+		if (s[i] < 0x20 || s[i] == 0x7f || s[i] == '\\')
+			n += (size_t)snprintf(out + n, outlen - n, "\\%03o", s[i]);
+		else
+			out[n++] = (char)s[i];
+	}
+	out[n] = '\0';
 }
 
 /* The current path of ino (malloc'd), or NULL. */
@@ -828,17 +842,63 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 /* ---- names: readlink, mkdir, symlink, link, unlink, rmdir, rename ------- */
 
+/* Refusals of link targets are logged, but not without end. */
+#define SYMLINK_LOG_MAX 20
+static unsigned symlink_logged;
+
+/* The target of the link at path as the server gave it: what readlink
+ * shows (g_malloc'd), or NULL with *err set. */
+static char *checked_target(struct fs *fs, const char *path, const uint8_t *s, uint32_t len,
+			    int *err)
+{
+	char shown[300];
+	const char *why = NULL;
+	char *out = NULL;
+	printable(shown, sizeof(shown), s, len > 200 ? 200 : len);
+	*err = EIO;
+	if (memchr(s, '\0', len)) {
+		why = "its target holds a NUL byte";
+	} else if (len >= PATH_MAX) {
+		why = "its target is longer than PATH_MAX";
+		*err = ENAMETOOLONG;
+	} else if (len == 0) {
+		why = "its target is empty";
+	} else {
+		char *target = g_strndup((const char *)s, len);
+		if (fs->cfg.no_contain_symlinks)
+			return target;
+		*err = EPERM;
+		if (symlink_contain(fs->cfg.root, path, target, &out, &why) == 0) {
+			g_free(target);
+			return out;
+		}
+		g_free(target);
+	}
+	if (__atomic_fetch_add(&symlink_logged, 1, __ATOMIC_RELAXED) < SYMLINK_LOG_MAX)
+		log_error("symbolic link %s -> \"%s\" refused: %s%s", path, shown, why,
+			  *err == EPERM ? " (-o no_contain_symlinks shows it)" : "");
+	return NULL;
+}
+
 static void readlink_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	char *target = NULL;
-	if (r->err || sftp_reply_name1(r, &target)) {
+	uint32_t count, len;
+	const uint8_t *s;
+	if (r->err || r->type != SSH_FXP_NAME || wire_get_u32(&r->body, &count) || count < 1 ||
+	    wire_get_string(&r->body, &s, &len)) {
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	int err;
+	char *target = checked_target(o->fs, o->path, s, len, &err);
+	if (!target) {
+		reply_err_free(o, err);
 		return;
 	}
 	cache_put_link(o->fs->cache, o->path, target, o->gen);
 	fuse_reply_readlink(o->req, target);
-	free(target);
+	g_free(target);
 	op_free(o);
 }
 
@@ -1402,9 +1462,11 @@ struct dir {
 	uint32_t hlen;        /* 0: the listing came from our cache */
 	char *path;
 	GArray *entries;      /* struct dirent_rec, in server order */
+	size_t bytes;         /* what entries hold: records and names */
 	bool eof;
 	bool partial;         /* entries were dropped: do not cache the listing */
 	uint64_t gen;         /* cache generation at OPENDIR */
+	bool too_big;         /* the listing passed DIR_MAX_BYTES: EIO from now on */
 	pthread_mutex_t lock;
 };
 
@@ -1519,10 +1581,28 @@ struct readdir_op {
 	uint32_t last_count;  /* entries in the last READDIR reply */
 };
 
-/* A name a server may not send: empty, ".."/"." are fine, but no '/'. */
-static bool name_ok(const char *name)
+/* A listing that holds more than this (records and names) is a server
+ * that never stops sending names: the directory gives EIO. */
+#define DIR_MAX_BYTES (64u << 20)
+
+/* A name a server may send in a listing, as a new string; NULL (logged)
+ * for one that is empty, holds a '/' or a NUL, or is too long for a name.
+ * "." and ".." pass: the kernel knows them and never looks them up. */
+static char *listing_name(const char *dir, const uint8_t *s, uint32_t len)
 {
-	return name[0] != '\0' && strchr(name, '/') == NULL;
+	char shown[300];
+	printable(shown, sizeof(shown), s, len > 64 ? 64 : len);
+	if (len > NAME_MAX) {
+		log_error("server sent a name of %u bytes in a directory listing of %s (the limit is "
+			  "%d): \"%s...\" left out", len, dir, NAME_MAX, shown);
+		return NULL;
+	}
+	if (len == 0 || memchr(s, '/', len) || memchr(s, '\0', len)) {
+		log_error("server sent an invalid name in a directory listing of %s: \"%s\" left out",
+			  dir, shown);
+		return NULL;
+	}
+	return strndup((const char *)s, len); /* freed with free(), as the cache's */
 }
 
 /* An inode number for a plain READDIR entry: the node's if the kernel knows
@@ -1649,33 +1729,37 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 	}
 	pthread_mutex_lock(&d->lock);
 	size_t o_first = d->entries->len;
-	for (uint32_t i = 0; i < count; i++) {
+	for (uint32_t i = 0; i < count && !d->too_big; i++) {
 		struct dirent_rec e = { .ttl = -1 };
-		char *longname;
-		if (wire_get_cstring(&r->body, &e.name, 4096)) {
+		const uint8_t *name, *longname;
+		uint32_t nlen, llen;
+		if (wire_get_string(&r->body, &name, &nlen) ||
+		    wire_get_string(&r->body, &longname, &llen) || attrs_get(&r->body, &e.attrs)) {
 			log_error("malformed READDIR reply from the server");
 			d->partial = true;
 			break;
 		}
-		longname = NULL;
-		if (wire_get_cstring(&r->body, &longname, 65536) || attrs_get(&r->body, &e.attrs)) {
-			log_error("malformed READDIR reply from the server");
-			free(longname);
-			free(e.name);
-			d->partial = true;
-			break;
-		}
-		free(longname);
-		if (!name_ok(e.name)) {
-			log_error("server sent an invalid name in a directory listing: \"%s\"", e.name);
-			free(e.name);
-			d->partial = true;
+		e.name = listing_name(d->path, name, nlen);
+		if (!e.name) {
+			d->partial = true; /* what we hold is not the whole listing */
 			continue;
 		}
 		g_array_append_val(d->entries, e);
 		dir_cache_entry(rd->fs, d, &e);
+		d->bytes += sizeof(e) + nlen + 1;
+		if (d->bytes > DIR_MAX_BYTES) {
+			log_error("the listing of %s is over %u MiB (%u entries): the server never "
+				  "ends it; giving up", d->path, DIR_MAX_BYTES >> 20, d->entries->len);
+			d->too_big = true;
+		}
 	}
+	bool too_big = d->too_big;
 	pthread_mutex_unlock(&d->lock);
+	if (too_big) {
+		fuse_reply_err(rd->req, EIO);
+		g_free(rd);
+		return;
+	}
 	rd->last_count = count;
 	if (o_first < d->entries->len)
 		ensure_ids(rd->fs, &g_array_index(d->entries, struct dirent_rec, o_first).attrs,
@@ -1714,8 +1798,12 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 	rd->plus = plus;
 	pthread_mutex_lock(&rd->d->lock);
 	bool have = rd->d->entries->len > (size_t)off || rd->d->eof;
+	bool too_big = rd->d->too_big;
 	pthread_mutex_unlock(&rd->d->lock);
-	if (have)
+	if (too_big) {
+		fuse_reply_err(req, EIO);
+		g_free(rd);
+	} else if (have)
 		readdir_fill(rd);
 	else
 		readdir_more(rd);
@@ -2073,6 +2161,8 @@ void fs_free(struct fs *fs)
 	g_hash_table_iter_init(&it, fs->by_ino);
 	while (g_hash_table_iter_next(&it, &key, &val)) {
 		struct node *n = val;
+		/* files the kernel never released (its RELEASE came too late) */
+		g_slist_free_full(n->files, g_free);
 		g_free(n->path);
 		g_free(n);
 	}

@@ -28,6 +28,7 @@ struct fs_config {
 	mode_t umask;          /* -o umask= : bits cleared from every mode shown */
 	bool readonly;
 	bool disable_hardlink; /* link(2) fails with ENOSYS, as sshfs's option */
+	bool no_contain_symlinks; /* show every link's target as the server gives it */
 	struct idmap *idmap;   /* owners: remote <-> local (NULL: shown as they are) */
 	bool sync_writes;      /* -o sshfs_sync: a write returns once the server has it */
 	bool no_readahead;     /* -o no_readahead: read only what the kernel asks for */

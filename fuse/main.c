@@ -65,6 +65,7 @@ struct options {
  * (and not reported as a leak by LeakSanitizer). */
 static struct options o;
 static char *user, *host, *dir;
+static GPtrArray *fargs; /* libfuse's arguments (the parent leaves in fuse_daemonize) */
 static char *saved_password;
 static int config_alive_interval = -1, config_alive_count = -1;
 
@@ -160,6 +161,11 @@ static void usage(FILE *f)
 "       max_read=N       passed to FUSE and the kernel\n"
 "    -o no_check_root       do not check that the remote directory exists\n"
 "    -o disable_hardlink    link(2) fails with ENOSYS\n"
+"    -o contain_symlinks    (the default) a symbolic link whose target is absolute outside\n"
+"                           the remote directory, or climbs above it with \"..\", cannot be\n"
+"                           read or followed (EPERM); absolute targets beneath it are shown\n"
+"                           relative to the link\n"
+"    -o no_contain_symlinks show every link's target as the server gives it\n"
 "    -o setuid=USER         (as root, e.g. from fstab) mount as USER, with USER's ssh files\n"
 "\n"
 "Unmount with: fusermount3 -u mountpoint\n"
@@ -174,6 +180,13 @@ static char *xstrdup(const char *s)
 		exit(1);
 	}
 	return p;
+}
+
+/* An option given again: the last one counts (as in sshfs). */
+static void set_str(char **dst, const char *val)
+{
+	free(*dst);
+	*dst = xstrdup(val);
 }
 
 static int add_ssh_opt(struct options *o, const char *kw, const char *val)
@@ -203,7 +216,7 @@ static const char *const ignored[] = {
 	"dcache_clean_interval", "dcache_min_clean_interval",
 	"cache_clean_interval", "cache_min_clean_interval",
 	"writeback_cache", "direct_io", "x-systemd.automount", "comment", "relatime",
-	"strictatime", "nodiratime", "contain_symlinks",
+	"strictatime", "nodiratime",
 	NULL,
 };
 
@@ -294,7 +307,7 @@ static int handle_opt(struct options *o, char *item)
 	if (strcmp(key, "debug") == 0 || strcmp(key, "sshfs_debug") == 0) {
 		o->debug = o->foreground = true;
 	} else if (strcmp(key, "ssh_command") == 0 && val) {
-		o->ssh_command = xstrdup(val);
+		set_str(&o->ssh_command, val);
 		o->force_openssh = true;
 	} else if (strcmp(key, "transport") == 0 && val) {
 		if (strcmp(val, "openssh") == 0)
@@ -306,9 +319,9 @@ static int handle_opt(struct options *o, char *item)
 			return -1;
 		}
 	} else if (strcmp(key, "sftp_server") == 0 && val) {
-		o->sftp_server = xstrdup(val);
+		set_str(&o->sftp_server, val);
 	} else if (strcmp(key, "directport") == 0 && val) {
-		o->directport = xstrdup(val);
+		set_str(&o->directport, val);
 	} else if (strcmp(key, "passive") == 0 || strcmp(key, "slave") == 0) {
 		/* stdin and stdout are the connection: no daemon */
 		o->passive = true;
@@ -327,19 +340,19 @@ static int handle_opt(struct options *o, char *item)
 		}
 		o->timeout_s = (unsigned)t;
 	} else if (strcmp(key, "setuid") == 0 && val) {
-		o->setuid_user = xstrdup(val);
+		set_str(&o->setuid_user, val);
 	} else if (strcmp(key, "idmap") == 0 && val) {
-		o->idmap = xstrdup(val);
+		set_str(&o->idmap, val);
 	} else if (strcmp(key, "uidfile") == 0 && val) {
-		o->uidfile = xstrdup(val);
+		set_str(&o->uidfile, val);
 	} else if (strcmp(key, "gidfile") == 0 && val) {
-		o->gidfile = xstrdup(val);
+		set_str(&o->gidfile, val);
 	} else if (strcmp(key, "nomap") == 0 && val) {
 		if (strcmp(val, "ignore") != 0 && strcmp(val, "error") != 0) {
 			fprintf(stderr, "hashi: bad value for nomap: '%s' (ignore or error)\n", val);
 			return -1;
 		}
-		o->nomap = xstrdup(val);
+		set_str(&o->nomap, val);
 	} else if (strcmp(key, "sshfs_sync") == 0) {
 		o->fs.sync_writes = true;
 	} else if (strcmp(key, "no_readahead") == 0) {
@@ -355,6 +368,10 @@ static int handle_opt(struct options *o, char *item)
 			return -1;
 		}
 		o->max_conns = (unsigned)n;
+	} else if (strcmp(key, "contain_symlinks") == 0 && !val) {
+		o->fs.no_contain_symlinks = false;
+	} else if (strcmp(key, "no_contain_symlinks") == 0 && !val) {
+		o->fs.no_contain_symlinks = true;
 	} else if (strcmp(key, "disable_hardlink") == 0) {
 		o->fs.disable_hardlink = true;
 	} else if (strcmp(key, "no_check_root") == 0) {
@@ -503,10 +520,9 @@ static int parse_args(struct options *o, int argc, char **argv)
 			}
 			add_ssh_opt(o, "Port", arg);
 		} else if (a[0] == '-' && a[1] == 'F') {
-			o->topts.config_file = xstrdup(arg);
+			set_str(&o->topts.config_file, arg);
 		} else if (a[0] == '-' && a[1] == 'O') {
-			free(o->ctl_cmd);
-			o->ctl_cmd = xstrdup(arg);
+			set_str(&o->ctl_cmd, arg);
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "hashi: unknown option '%s'\n", a);
 			return -1;
@@ -522,6 +538,16 @@ static int parse_args(struct options *o, int argc, char **argv)
 	return 0;
 }
 
+/* The password read for password_stdin, wiped and freed. */
+static void forget_password(void)
+{
+	if (saved_password) {
+		explicit_bzero(saved_password, strlen(saved_password));
+		free(saved_password);
+		saved_password = NULL;
+	}
+}
+
 static void options_free(struct options *o)
 {
 	free(o->source);
@@ -535,8 +561,7 @@ static void options_free(struct options *o)
 	free(o->gidfile);
 	free(o->nomap);
 	free(o->ctl_cmd);
-	free(saved_password);
-	saved_password = NULL;
+	forget_password();
 	free(o->topts.config_file);
 	for (int i = 0; i < o->topts.n; i++)
 		g_free(o->topts.opts[i]);
@@ -670,14 +695,29 @@ static int setup_idmap(struct options *opt, struct sftp_client *c, const struct 
 	return 0;
 }
 
+/* One line from standard input, read a byte at a time (no copy is left in
+ * stdio's buffer, and what follows the line stays unread). */
 static char *read_password_stdin(void)
 {
 	char buf[1024];
-	if (!fgets(buf, sizeof(buf), stdin))
-		return NULL;
-	buf[strcspn(buf, "\n")] = '\0';
-	return xstrdup(buf);
+	size_t n = 0;
+	char ch;
+	ssize_t r;
+	while ((r = read(STDIN_FILENO, &ch, 1)) == 1 || (r < 0 && errno == EINTR)) {
+		if (r < 0)
+			continue;
+		if (ch == '\n')
+			break;
+		if (n + 1 < sizeof(buf))
+			buf[n++] = ch;
+	}
+	buf[n] = '\0';
+	char *pw = r < 0 || (r == 0 && n == 0) ? NULL : xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	ch = 0;
+	return pw;
 }
+
 
 /* argv for OpenSSH's ssh, as sshfs builds it. */
 static char **openssh_argv(const struct options *o, const char *user, const char *host)
@@ -1107,7 +1147,7 @@ int main(int argc, char **argv)
 	}
 
 	/* libfuse's arguments: the mount options, and our source as fsname. */
-	GPtrArray *fargs = g_ptr_array_new_with_free_func(g_free);
+	fargs = g_ptr_array_new_with_free_func(g_free);
 	g_ptr_array_add(fargs, g_strdup(argv[0]));
 	GString *mopts = g_string_new(NULL);
 	bool has_fsname = false, has_subtype = false;
@@ -1174,6 +1214,8 @@ int main(int argc, char **argv)
 	if (!o.noreconnect && !o.passive)
 		sftp_client_set_reconnect(c, reconnect_transport, &o, o.timeout_s);
 	master_start();
+	if (o.noreconnect || o.passive)
+		forget_password(); /* (kept only to log in again after a reconnect) */
 	if (sftp_client_start(c) != 0) {
 		log_error("cannot start the I/O thread");
 		fuse_session_unmount(se);
@@ -1194,11 +1236,13 @@ int main(int argc, char **argv)
 		ret = 0;
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
-	fuse_session_destroy(se);
 	extra_conns_free(&extra);
 	master_linger(); /* while other mounts borrow our connection */
 	master_shutdown();
+	/* The I/O thread answers the kernel's requests through the session:
+	 * stop it (what is pending is answered now) before the session goes. */
 	sftp_client_free(c);
+	fuse_session_destroy(se);
 	fs_free(fs);
 	fuse_opt_free_args(&args);
 	g_ptr_array_free(fargs, TRUE);

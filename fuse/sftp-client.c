@@ -15,9 +15,15 @@
 #include "log.h"
 #include "sftp-proto.h"
 
-/* Replies larger than this are malformed (a server's packets are bounded
- * by its own limit, 256 KiB for OpenSSH). */
-#define MAX_REPLY_PACKET (1024 * 1024 + 1024)
+/* A reply longer than the larger of 256 KiB (OpenSSH's own client refuses
+ * more) and our read size plus its header is malformed. */
+#define REPLY_SLACK 1024
+/* Bytes of one unfinished reply that count as the server still talking to
+ * the dead-peer check: a reply that trickles slower than that is dead. */
+#define RX_PROGRESS 4096
+/* Requests sent on this many connections that each broke the protocol fail
+ * with EIO instead of being sent again. */
+#define PROTO_STRIKES 2
 #define IN_CHUNK (256 * 1024)
 #define DEFAULT_MAX_RW 32768
 
@@ -45,6 +51,7 @@ struct pending {
 	bool sent;            /* (partly) written on some connection */
 	bool replayed;        /* written again after a reconnect */
 	bool internal;        /* ours (reopening after a reconnect): handles are the server's */
+	uint8_t strikes;      /* connections that broke the protocol while it was sent */
 };
 
 struct vhandle {
@@ -93,7 +100,9 @@ struct sftp_client {
 	GHashTable *vhandles;           /* vid -> struct vhandle */
 	uint32_t next_vid;
 	bool reiniting;                 /* only internal requests go out */
-	uint64_t last_rx;               /* ms: when the server last sent anything */
+	uint64_t last_rx;               /* ms: when the server last made progress */
+	size_t rx_partial;              /* bytes read since then, no reply whole yet */
+	bool proto_error;               /* the connection is dropped for breaking SFTP */
 	bool ka_outstanding;
 
 	/* reconnecting */
@@ -698,6 +707,98 @@ static struct vhandle *request_vhandle(struct sftp_client *c, const struct pendi
 	return vh_lookup(c, b + offs[0] + 4, wire_load_u32(b + offs[0]));
 }
 
+/* ---- checking replies --------------------------------------------------- */
+
+/* The length a READ asked for (0 if m is no READ). */
+static uint32_t read_request_len(const struct sftp_msg *m)
+{
+	struct wire_reader r;
+	const uint8_t *s;
+	uint32_t slen, len;
+	uint64_t off;
+	wire_reader_init(&r, wire_buf_ptr(&m->buf), wire_buf_len(&m->buf));
+	if (wire_skip(&r, 9) || wire_get_string(&r, &s, &slen) || wire_get_u64(&r, &off) ||
+	    wire_get_u32(&r, &len))
+		return 0;
+	return len;
+}
+
+/* Whether a reply type may answer a request type. */
+static bool reply_fits(uint8_t req, uint8_t type)
+{
+	if (type == SSH_FXP_STATUS || req == SSH_FXP_EXTENDED)
+		return type != SSH_FXP_VERSION;
+	switch (type) {
+	case SSH_FXP_HANDLE: return req == SSH_FXP_OPEN || req == SSH_FXP_OPENDIR;
+	case SSH_FXP_DATA: return req == SSH_FXP_READ;
+	case SSH_FXP_NAME:
+		return req == SSH_FXP_READDIR || req == SSH_FXP_REALPATH || req == SSH_FXP_READLINK;
+	case SSH_FXP_ATTRS:
+		return req == SSH_FXP_STAT || req == SSH_FXP_LSTAT || req == SSH_FXP_FSTAT;
+	}
+	return false;
+}
+
+/* Whether a reply (framed well, its id one we sent) has the fields its type
+ * needs and answers its request. Returns 0, or -1 with what is wrong in why. */
+static int check_reply(const struct pending *p, uint8_t type, struct wire_reader body, char *why,
+		       size_t whylen)
+{
+	const uint8_t *s;
+	uint32_t u, n;
+	struct sftp_attrs a;
+
+	if (type < SSH_FXP_STATUS || (type > SSH_FXP_ATTRS && type != SSH_FXP_EXTENDED_REPLY)) {
+		snprintf(why, whylen, "unknown reply type %u", type);
+		return -1;
+	}
+	if (!reply_fits(p->type, type)) {
+		snprintf(why, whylen, "%s reply to a %s request", type_name(type), type_name(p->type));
+		return -1;
+	}
+	int bad = 0;
+	switch (type) {
+	case SSH_FXP_STATUS:
+		bad = wire_get_u32(&body, &u);
+		break;
+	case SSH_FXP_HANDLE:
+		bad = wire_get_string(&body, &s, &n) || n == 0;
+		if (!bad && n > SFTP_MAX_HANDLE_LEN) {
+			snprintf(why, whylen, "handle of %u bytes from the server (the limit is %u)", n,
+				 SFTP_MAX_HANDLE_LEN);
+			return -1;
+		}
+		break;
+	case SSH_FXP_DATA:
+		bad = wire_get_string(&body, &s, &n);
+		if (!bad && p->type == SSH_FXP_READ && p->msg && n > read_request_len(p->msg)) {
+			snprintf(why, whylen, "DATA reply of %u bytes, more than the %u asked for", n,
+				 read_request_len(p->msg));
+			return -1;
+		}
+		break;
+	case SSH_FXP_NAME:
+		bad = wire_get_u32(&body, &n);
+		for (uint32_t i = 0; !bad && i < n; i++) {
+			if (wire_get_string(&body, &s, &u) || wire_get_string(&body, &s, &u) ||
+			    attrs_get(&body, &a)) {
+				snprintf(why, whylen, "malformed NAME reply (count %u, entry %u cut short)",
+					 n, i);
+				return -1;
+			}
+		}
+		break;
+	case SSH_FXP_ATTRS:
+		bad = attrs_get(&body, &a);
+		break;
+	}
+	if (bad) {
+		snprintf(why, whylen, "malformed %s reply", type_name(type));
+		return -1;
+	}
+	return 0;
+}
+
 /* One reply packet. Returns -1 when it is malformed (the caller drops the connection). */
 static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 {
@@ -737,14 +838,19 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 	}
 	struct sftp_reply rep = { .type = type, .status = SSH_FX_OK, .err = 0, .body = r };
 	uint8_t vbuf[4 + VH_LEN];
+	char why[200];
+	if (check_reply(p, type, r, why, sizeof(why)) < 0) {
+		/* The packet's framing holds: only this request fails. */
+		log_error("%s (request %u, %s): the request fails", why, id, type_name(p->type));
+		call_err(p->cb, p->arg, SSH_FX_BAD_MESSAGE, EIO);
+		pending_free(p);
+		return 0;
+	}
 	int ret = 0;
 	switch (type) {
 	case SSH_FXP_STATUS:
-		if (wire_get_u32(&rep.body, &rep.status)) {
-			snprintf(c->error, sizeof(c->error), "malformed STATUS reply");
-			ret = -1;
-			break;
-		}
+		if (wire_get_u32(&rep.body, &rep.status))
+			abort(); /* check_reply saw it */
 		forgive_replay(p, &rep);
 		rep.err = attrs_status_to_errno(rep.status);
 		if (p->type == SSH_FXP_CLOSE && !p->internal) {
@@ -773,9 +879,6 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 	case SSH_FXP_ATTRS:
 	case SSH_FXP_EXTENDED_REPLY:
 		break;
-	default:
-		snprintf(c->error, sizeof(c->error), "unknown reply type %u", type);
-		ret = -1;
 	}
 	if (ret < 0) {
 		rep.type = 0;
@@ -790,6 +893,12 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 }
 
 /* ---- moving bytes ------------------------------------------------------- */
+
+static size_t max_reply_packet(const struct sftp_client *c)
+{
+	size_t data = (size_t)c->max_read + REPLY_SLACK;
+	return data > SFTP_MAX_MSG_LENGTH ? data : SFTP_MAX_MSG_LENGTH;
+}
 
 /* Move bytes both ways as far as the transport allows, then dispatch whole
  * replies. Returns -1 when the connection is lost. */
@@ -849,26 +958,35 @@ static int pump(struct sftp_client *c)
 				 transport_error(t)[0] ? transport_error(t) : strerror((int)-n));
 			return -1;
 		}
-		c->last_rx = now_ms();
 		c->bytes_received += (uint64_t)n;
 		wire_buf_commit(&c->in, (size_t)n);
+		c->rx_partial += (size_t)n;
+		if (c->rx_partial >= RX_PROGRESS) {
+			c->last_rx = now_ms();
+			c->rx_partial = 0;
+		}
 		/* Dispatch as we go so the input buffer stays small. */
 		for (;;) {
 			uint32_t plen;
-			int ret = wire_peek_packet(wire_buf_ptr(&c->in), wire_buf_len(&c->in),
-						   MAX_REPLY_PACKET, &plen);
+			size_t max = max_reply_packet(c);
+			int ret = wire_peek_packet(wire_buf_ptr(&c->in), wire_buf_len(&c->in), max, &plen);
 			if (ret == WIRE_ETOOLONG) {
 				snprintf(c->error, sizeof(c->error),
-					 "malformed reply from the server (packet length %u)",
-					 wire_load_u32(wire_buf_ptr(&c->in)));
+					 "malformed reply from the server (packet length %u, the limit is %zu)",
+					 wire_load_u32(wire_buf_ptr(&c->in)), max);
+				c->proto_error = true;
 				return -1;
 			}
 			if (ret == 0)
 				break;
+			c->last_rx = now_ms();
+			c->rx_partial = 0;
 			ret = dispatch(c, wire_buf_ptr(&c->in) + 4, plen);
 			wire_buf_consume(&c->in, (size_t)plen + 4);
-			if (ret < 0)
+			if (ret < 0) {
+				c->proto_error = true;
 				return -1;
+			}
 		}
 	}
 	return 0;
@@ -897,11 +1015,26 @@ static int wait_io(struct sftp_client *c, int timeout_ms)
 	return 0;
 }
 
+/* A handshake (INIT, the mount's first requests, reopening after a
+ * reconnect) the server leaves unanswered this long has failed: the
+ * dead-peer check's time if it is on, else HANDSHAKE_SILENCE_S. */
+#define HANDSHAKE_SILENCE_S 30
+
+static bool handshake_stalled(struct sftp_client *c)
+{
+	unsigned limit = c->alive_interval_s ? c->alive_interval_s * c->alive_count_max
+					     : HANDSHAKE_SILENCE_S;
+	if (now_ms() - c->last_rx < (uint64_t)limit * 1000)
+		return false;
+	snprintf(c->error, sizeof(c->error), "no answer from the server for %u s", limit);
+	return true;
+}
+
 /* Drive the transport from this thread until *done. */
 static int drive_until(struct sftp_client *c, volatile bool *done)
 {
 	while (!*done) {
-		if (pump(c) < 0)
+		if (pump(c) < 0 || (!*done && handshake_stalled(c)))
 			return -1;
 		if (*done)
 			break;
@@ -1034,6 +1167,7 @@ static void start_outage(struct sftp_client *c, const char *why)
 	wire_buf_reset(&c->in);
 	c->got_version = false;
 	c->ka_outstanding = false;
+	c->rx_partial = 0;
 	GHashTableIter it;
 	gpointer key, val;
 	g_hash_table_iter_init(&it, c->vhandles);
@@ -1052,10 +1186,13 @@ static void start_outage(struct sftp_client *c, const char *why)
 		}
 		/* remember it was sent (a retry may find it done), but accept no
 		 * answer to it before it is sent again on the new connection */
+		if (c->proto_error && p->sent && p->strikes < 255)
+			p->strikes++;
 		p->replayed = p->replayed || p->sent;
 		p->sent = false;
 	}
 	pthread_mutex_unlock(&c->lock);
+	c->proto_error = false;
 	c->rthread_running = start_thread(&c->rthread, reconnect_thread, c) == 0;
 	if (!c->rthread_running)
 		fail_all(c, "cannot start reconnecting");
@@ -1194,6 +1331,7 @@ static int reinit(struct sftp_client *c, struct transport *t)
 	c->t = t;
 	c->reiniting = true;
 	c->last_rx = now_ms();
+	c->rx_partial = 0;
 	struct sftp_msg *m = calloc(1, sizeof(*m));
 	size_t mark;
 	if (!m)
@@ -1232,6 +1370,7 @@ static int reinit(struct sftp_client *c, struct transport *t)
 	GList *list = g_hash_table_get_values(c->pending);
 	pthread_mutex_unlock(&c->lock);
 	list = g_list_sort(list, pending_cmp);
+	unsigned struck = 0;
 	for (GList *l = list; l; l = l->next) {
 		struct pending *p = l->data;
 		uint32_t id = msg_id(p->msg);
@@ -1244,6 +1383,12 @@ static int reinit(struct sftp_client *c, struct transport *t)
 			pthread_mutex_unlock(&c->lock);
 			call_err(p->cb, p->arg, SSH_FX_OK, 0);
 			pending_free(p);
+			continue;
+		}
+		if (p->strikes >= PROTO_STRIKES) {
+			/* The server broke the protocol each time it had it. */
+			complete_err(c, id, SSH_FX_BAD_MESSAGE, EIO);
+			struck++;
 			continue;
 		}
 		if (p->replayed) {
@@ -1269,6 +1414,9 @@ static int reinit(struct sftp_client *c, struct transport *t)
 			w_append(c, p->msg);
 	}
 	g_list_free(list);
+	if (struck)
+		log_error("failing %u request(s) that the server answered against the protocol on "
+			  "%d connections", struck, PROTO_STRIKES);
 	c->reiniting = false;
 	pthread_mutex_lock(&c->lock);
 	c->outage = false;
@@ -1488,6 +1636,7 @@ struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errle
 	c->next_id = 1;
 	c->next_vid = 1;
 	c->vh_magic = VH_MAGIC;
+	c->last_rx = now_ms();
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	wire_buf_init(&c->in, 0);
 	if (c->efd < 0) {

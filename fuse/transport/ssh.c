@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -105,9 +106,43 @@ struct ssh_transport {
 	size_t again_len;
 
 	bool broken;
+	bool wipe_frees; /* authenticating: what libssh2 frees may hold a password */
 
 	struct auth_ctx auth;
 };
+
+/* ------------------------------------------------------------------ */
+/* libssh2's memory: while we authenticate, libssh2 copies passwords and
+ * keyboard-interactive answers into buffers it frees later; those are wiped
+ * before they go back to malloc. */
+
+static void *lib_alloc(size_t n, void **abstract)
+{
+	(void)abstract;
+	return malloc(n);
+}
+
+static void lib_free(void *p, void **abstract)
+{
+	struct ssh_transport *st = *abstract;
+	if (p && st && st->wipe_frees)
+		explicit_bzero(p, malloc_usable_size(p));
+	free(p);
+}
+
+static void *lib_realloc(void *p, size_t n, void **abstract)
+{
+	struct ssh_transport *st = *abstract;
+	if (!p || !st || !st->wipe_frees)
+		return realloc(p, n);
+	void *q = malloc(n);
+	if (q) {
+		size_t old = malloc_usable_size(p);
+		memcpy(q, p, old < n ? old : n);
+		lib_free(p, abstract);
+	}
+	return q;
+}
 
 /* ------------------------------------------------------------------ */
 /* small helpers */
@@ -1338,7 +1373,7 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 	if (!proxied)
 		transport_sock_keepalive(st->sock, USER_TIMEOUT_MS);
 
-	st->session = libssh2_session_init_ex(NULL, NULL, NULL, st);
+	st->session = libssh2_session_init_ex(lib_alloc, lib_free, lib_realloc, st);
 	if (st->session == NULL) {
 		snprintf(err, errlen, "hashi: cannot create an SSH session");
 		goto fail;
@@ -1383,7 +1418,10 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 	if (verify_host_key(st, t, hostname, portnum, proxied, err, errlen) < 0)
 		goto fail;
 	log_progress("authenticating as %s", st->auth.user);
-	if (authenticate(st, hostname, rsa_only, err, errlen) < 0)
+	st->wipe_frees = true;
+	int authed = authenticate(st, hostname, rsa_only, err, errlen);
+	st->wipe_frees = false;
+	if (authed < 0)
 		goto fail;
 	log_progress("starting the SFTP subsystem");
 

@@ -39,6 +39,11 @@ SFTP_BIN = "sftp"
 # the whole suite; nothing asserts on how long anything takes.
 RUN_TIMEOUT = 300
 
+# HASHI_SERVER_WRAPPER: a command that hashi-sftp-server runs under when
+# run_sftp_d starts it (words without spaces: sftp -D splits them), e.g.
+# "valgrind --error-exitcode=99 --log-file=DIR/%p.log" (see tests/run-all.sh).
+SERVER_WRAPPER = os.environ.get("HASHI_SERVER_WRAPPER", "")
+
 
 def _build_dir_path():
     return Path(os.environ.get("HASHI_BUILD_DIR", REPO / "build")).resolve()
@@ -58,7 +63,10 @@ def run_sftp_d(server_cmd, batch_text, cwd=None, extra_args=(), timeout=RUN_TIME
     sftp splits server_cmd into words itself (so "PATH -l INFO -e" works).
     Returns the CompletedProcess (text mode, stdout and stderr captured).
     """
-    cmd = [SFTP_BIN, *extra_args, "-b", "-", "-D", str(server_cmd)]
+    server_cmd = str(server_cmd)
+    if SERVER_WRAPPER and server_cmd.split(None, 1)[0].endswith(str(SERVER_REL)):
+        server_cmd = f"{SERVER_WRAPPER} {server_cmd}"
+    cmd = [SFTP_BIN, *extra_args, "-b", "-", "-D", server_cmd]
     return subprocess.run(cmd, input=batch_text, text=True, capture_output=True,
                           cwd=None if cwd is None else str(cwd), timeout=timeout)
 

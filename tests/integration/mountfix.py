@@ -38,6 +38,7 @@ import os
 import pickle
 import pwd
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -53,7 +54,7 @@ import pytest
 __all__ = [
     "menv", "mnt", "mnt_nocache", "mount_watchdog", "MountEnv", "Mount", "Account",
     "mounted", "mount_fstype", "run_as", "wait_pid", "find_daemon", "hashi_env",
-    "PASSWORD", "TEST_USER", "SERVERS", "WHO", "COMBOS", "RUN_TIMEOUT",
+    "PASSWORD", "TEST_USER", "SERVERS", "WHO", "COMBOS", "RUN_TIMEOUT", "WRAPPER",
     "renameat2", "RENAME_NOREPLACE", "RENAME_EXCHANGE",
 ]
 
@@ -70,6 +71,11 @@ WATCHDOG_SECONDS = float(os.environ.get("HASHI_MOUNT_WATCHDOG", "120"))
 SERVERS = ("openssh", "hashi")
 WHO = ("root", "user")
 COMBOS = [(w, s) for w in WHO for s in SERVERS]
+
+# HASHI_WRAPPER: a command that every hashi the mount tests start runs
+# under, e.g. "valgrind --error-exitcode=99 --log-file=DIR/%p.log" (see
+# tests/run-all.sh); a daemon's exit status is then the wrapper's.
+WRAPPER = shlex.split(os.environ.get("HASHI_WRAPPER", ""))
 
 PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -179,7 +185,8 @@ def find_daemon(exe, mountpoint):
                 args = f.read().split(b"\0")
         except OSError:
             continue
-        if args and args[0] == exe and mountpoint in args[1:] and _pid_alive(int(d)):
+        ours = args and (args[0] == exe or (WRAPPER and exe in args))
+        if ours and mountpoint in args[1:] and _pid_alive(int(d)):
             pids.append(int(d))
     return pids
 
@@ -444,7 +451,7 @@ class Mount:
         m, e = self.fresh()
         return self.do(body, m, e)
 
-    def unmount(self, timeout=30.0):
+    def unmount(self, timeout=None):
         """fusermount3 -u (lazily with -z if busy); wait for the daemon to
         exit and return its exit status."""
         if mounted(self.path):
@@ -454,7 +461,9 @@ class Mount:
             assert r.returncode == 0, f"fusermount3 -u {self.path}: {r.stderr}"
         assert not mounted(self.path)
         if self.pid is not None and self.exit_status is None:
-            self.exit_status = wait_pid(self.pid, timeout)
+            # (under a wrapper such as valgrind, exiting takes longer)
+            limit = timeout or (120.0 if WRAPPER else 30.0)
+            self.exit_status = wait_pid(self.pid, limit)
         return self.exit_status
 
     def __repr__(self):
@@ -548,7 +557,7 @@ class MountEnv:
         unless pipes=True: an ssh that hashi started may keep them open after
         hashi went to the background (see test_mount_cli's pipe tests)."""
         a = self.account(who) if isinstance(who, str) else who
-        argv = [self.hashi, *args]
+        argv = [*WRAPPER, self.hashi, *args]
         env = env or hashi_env(a)
         if pipes:
             return run_as_cmd(a, argv, input=input, timeout=timeout, env=env)
