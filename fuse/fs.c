@@ -190,17 +190,92 @@ static void node_rename(struct fs *fs, const char *oldpath, const char *newpath)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+/* ---- attributes from the server: full ones where it has stat@hashi ---- */
+
+static bool has(struct sftp_client *c, uint32_t ext)
+{
+	return (sftp_client_exts(c) & ext) != 0;
+}
+
+static void stat_send(struct sftp_client *c, const char *path, const uint8_t *h, uint32_t hlen,
+		      uint32_t flags, uint8_t v3_type, sftp_cb cb, void *arg)
+{
+	if (!has(c, SFTP_HAS_HASHI_STAT)) {
+		if (h)
+			sftp_handle_req(c, v3_type, h, hlen, cb, arg);
+		else
+			sftp_path_req(c, v3_type, path, cb, arg);
+		return;
+	}
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_STAT);
+	sftp_target_put(sftp_msg_buf(m), path, h, hlen, flags);
+	sftp_submit(c, m, cb, arg);
+}
+
+/* LSTAT */
+static void stat_path(struct sftp_client *c, const char *path, sftp_cb cb, void *arg)
+{
+	stat_send(c, path, NULL, 0, HASHI_TARGET_NOFOLLOW, SSH_FXP_LSTAT, cb, arg);
+}
+
+/* STAT */
+static void stat_path_follow(struct sftp_client *c, const char *path, sftp_cb cb, void *arg)
+{
+	stat_send(c, path, NULL, 0, 0, SSH_FXP_STAT, cb, arg);
+}
+
+/* FSTAT */
+static void stat_handle(struct sftp_client *c, const uint8_t *h, uint32_t hlen, sftp_cb cb,
+			void *arg)
+{
+	stat_send(c, NULL, h, hlen, 0, SSH_FXP_FSTAT, cb, arg);
+}
+
+/* The attributes of an ATTRS reply, or of a hashi reply whose (next) field
+ * is a hattrs string. */
+static int reply_fattr(struct sftp_reply *r, struct fattr *f)
+{
+	if (r->type == SSH_FXP_EXTENDED_REPLY) {
+		struct hattrs h;
+		if (hattrs_get(&r->body, &h)) {
+			log_error("malformed attributes from the server");
+			return -1;
+		}
+		fattr_from_hattrs(f, &h);
+		return 0;
+	}
+	struct sftp_attrs a;
+	if (sftp_reply_attrs(r, &a))
+		return -1;
+	fattr_from_v3(f, &a);
+	return 0;
+}
+
 /* ---- attributes --------------------------------------------------------- */
 
-static void fill_stat(struct fs *fs, const struct sftp_attrs *a, fuse_ino_t ino, struct stat *st)
+/* Full attributes give the server's inode number, link count, devices,
+ * nanosecond times and blocks; SFTP v3's leave them to be made up, as
+ * sshfs does. */
+static void fill_stat(struct fs *fs, const struct fattr *f, fuse_ino_t ino, struct stat *st)
 {
+	const struct sftp_attrs *a = &f->v3;
 	memset(st, 0, sizeof(*st));
-	attrs_to_stat(a, st);
-	st->st_ino = ino;
-	st->st_nlink = 1;
-	st->st_blksize = 4096;
-	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
-	st->st_ctim = st->st_mtim;
+	if (f->x.mask) {
+		hattrs_to_stat(&f->x, st);
+		if (!(f->x.mask & HATTR_INO))
+			st->st_ino = ino;
+		if (!(f->x.mask & HATTR_NLINK))
+			st->st_nlink = 1;
+		if (!(f->x.mask & HATTR_BLKSIZE))
+			st->st_blksize = 4096;
+	} else {
+		attrs_to_stat(a, st);
+		st->st_ino = ino;
+		st->st_nlink = 1;
+		st->st_blksize = 4096;
+		st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+		st->st_ctim = st->st_mtim;
+	}
 	if (fs->cfg.idmap) {
 		st->st_uid = idmap_uid_to_local(fs->cfg.idmap, a->uid);
 		st->st_gid = idmap_gid_to_local(fs->cfg.idmap, a->gid);
@@ -263,13 +338,13 @@ static void add_unknown(uint32_t *v, size_t *n, uint32_t id)
 		v[(*n)++] = id;
 }
 
-static void ensure_ids(struct fs *fs, const struct sftp_attrs *a, size_t count, size_t stride,
+static void ensure_ids(struct fs *fs, const struct fattr *a, size_t count, size_t stride,
 		       void (*then)(void *), void *arg)
 {
 	struct idmap *m = fs->cfg.idmap;
 	struct ids_wait *w = NULL;
 	for (size_t i = 0; m && i < count; i++) {
-		const struct sftp_attrs *x = (const void *)((const char *)a + i * stride);
+		const struct sftp_attrs *x = &((const struct fattr *)(const void *)((const char *)a + i * stride))->v3;
 		if (!(x->flags & SSH_FILEXFER_ATTR_UIDGID))
 			continue;
 		bool ku = idmap_uid_known(m, x->uid), kg = idmap_gid_known(m, x->gid);
@@ -361,12 +436,12 @@ struct op {
 	int step;
 	struct fuse_file_info fi;
 	struct file *file;
-	struct sftp_attrs attrs;
+	struct fattr attrs;
 	int to_set;
 	mode_t mode;
 	uint64_t gen;          /* cache generation when the request was sent */
 	double ttl;            /* attrs from our cache: seconds left; fresh: < 0 */
-	struct sftp_attrs cur; /* setattr: the attributes before it */
+	struct fattr cur; /* setattr: the attributes before it */
 	bool have_cur;
 	bool lookup;           /* a LOOKUP: "no such file" is a negative entry */
 };
@@ -391,7 +466,7 @@ static double kernel_timeout(double configured, double ttl)
 static void lstat_req(struct op *o, sftp_cb cb)
 {
 	o->gen = cache_gen(o->fs->cache);
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, cb, o);
+	stat_path(o->fs->c, o->path, cb, o);
 }
 
 static void op_free(struct op *o)
@@ -430,7 +505,7 @@ static int reply_errno(struct sftp_reply *r)
 
 /* ---- entry replies (lookup, mkdir, symlink, link, create) ---------------- */
 
-static void reply_entry_from_attrs(struct op *o, const struct sftp_attrs *a, const char *path)
+static void reply_entry_from_attrs(struct op *o, const struct fattr *a, const char *path)
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
@@ -468,7 +543,7 @@ static void entry_finish(void *arg)
 static void entry_lstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
+	if (r->err || reply_fattr(r, &o->attrs)) {
 		int err = r->err ? reply_errno(r) : EIO;
 		if (err == ENOENT && r->type == SSH_FXP_STATUS)
 			cache_put_noent(o->fs->cache, o->path, o->gen);
@@ -537,7 +612,7 @@ static void attr_finish(void *arg)
 static void attr_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
+	if (r->err || reply_fattr(r, &o->attrs)) {
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
@@ -559,12 +634,12 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	o->gen = cache_gen(o->fs->cache);
 	if (fi && fi->fh) {
 		struct file *f = file_of(fi);
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, f->handle, f->hlen, attr_cb, o);
+		stat_handle(o->fs->c, f->handle, f->hlen, attr_cb, o);
 		return;
 	}
 	if (node_unlinked_handle(o->fs, ino, &o->tmpfile)) {
 		o->unlinked = true;
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->tmpfile.handle, o->tmpfile.hlen, attr_cb, o);
+		stat_handle(o->fs->c, o->tmpfile.handle, o->tmpfile.hlen, attr_cb, o);
 		return;
 	}
 	o->path = node_path(o->fs, ino);
@@ -572,19 +647,19 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		reply_err_free(o, ESTALE);
 		return;
 	}
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, attr_cb, o);
+	stat_path(o->fs->c, o->path, attr_cb, o);
 }
 
 static void setattr_send(struct op *o);
-static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh);
+static void setattr_with_current(struct op *o, const struct fattr *c, bool fresh);
 
 /* Step 0 of a setattr that needs the current attributes (to complete a
  * half-given owner or time pair, and to know whether it is a symlink). */
 static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs cur;
-	if (r->err || sftp_reply_attrs(r, &cur)) {
+	struct fattr cur;
+	if (r->err || reply_fattr(r, &cur)) {
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
@@ -594,25 +669,25 @@ static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 /* cur: the attributes before; fresh: from the server for this request
  * (then the answer can be made from them: a local change shows what the
  * server has, not what we cached). */
-static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh)
+static void setattr_with_current(struct op *o, const struct fattr *c, bool fresh)
 {
-	struct sftp_attrs cur = *c;
+	struct fattr cur = *c;
 	o->cur = cur;
 	o->have_cur = fresh;
-	struct sftp_attrs *a = &o->attrs;
+	struct sftp_attrs *a = &o->attrs.v3;
 	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    !(o->to_set & FUSE_SET_ATTR_UID))
-		a->uid = cur.uid;
+		a->uid = cur.v3.uid;
 	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    !(o->to_set & FUSE_SET_ATTR_GID))
-		a->gid = cur.gid;
+		a->gid = cur.v3.gid;
 	if ((o->to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
 	    !(o->to_set & FUSE_SET_ATTR_ATIME))
-		a->atime = cur.atime;
+		a->atime = cur.v3.atime;
 	if ((o->to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
 	    !(o->to_set & FUSE_SET_ATTR_MTIME))
-		a->mtime = cur.mtime;
-	o->mode = (mode_t)cur.perm;
+		a->mtime = cur.v3.mtime;
+	o->mode = (mode_t)cur.v3.perm;
 	setattr_send(o);
 }
 
@@ -625,25 +700,25 @@ static bool setattr_result(struct op *o)
 {
 	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID |
 			      SSH_FILEXFER_ATTR_ACMODTIME;
-	struct sftp_attrs n = o->cur;
-	const struct sftp_attrs *a = &o->attrs;
-	if (!o->have_cur || (n.flags & need) != need || S_ISLNK(n.perm) ||
+	struct fattr n = o->cur;
+	const struct sftp_attrs *a = &o->attrs.v3;
+	if (!o->have_cur || (n.v3.flags & need) != need || S_ISLNK(n.v3.perm) ||
 	    (a->flags & SSH_FILEXFER_ATTR_SIZE) || a->flags == 0)
 		return false;
 	if (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) {
 		if (a->perm & (S_ISUID | S_ISGID))
 			return false;
-		n.perm = (n.perm & S_IFMT) | (a->perm & 07777);
+		n.v3.perm = (n.v3.perm & S_IFMT) | (a->perm & 07777);
 	}
 	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
-		if (n.perm & (S_ISUID | S_ISGID))
+		if (n.v3.perm & (S_ISUID | S_ISGID))
 			return false;
-		n.uid = a->uid;
-		n.gid = a->gid;
+		n.v3.uid = a->uid;
+		n.v3.gid = a->gid;
 	}
 	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
-		n.atime = a->atime;
-		n.mtime = a->mtime;
+		n.v3.atime = a->atime;
+		n.v3.mtime = a->mtime;
 	}
 	o->attrs = n;
 	return true;
@@ -677,9 +752,9 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 	/* Answer with what the server has now. */
 	o->gen = cache_gen(o->fs->cache);
 	if (o->file)
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, attr_cb, o);
+		stat_handle(o->fs->c, o->file->handle, o->file->hlen, attr_cb, o);
 	else
-		sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, attr_cb, o);
+		stat_path(o->fs->c, o->path, attr_cb, o);
 }
 
 /* FSETSTAT and the FSTAT for the answer, sent together: one round trip. */
@@ -716,7 +791,7 @@ static void fset_set_cb(void *arg, struct sftp_reply *r)
 static void fset_stat_cb(void *arg, struct sftp_reply *r)
 {
 	struct fset_join *j = arg;
-	j->stat_err = r->err ? reply_errno(r) : sftp_reply_attrs(r, &j->o->attrs);
+	j->stat_err = r->err ? reply_errno(r) : reply_fattr(r, &j->o->attrs);
 	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
 		fset_join_done(j);
 }
@@ -727,15 +802,15 @@ static void setattr_send(struct op *o)
 	if (o->file) {
 		m = sftp_msg_new(SSH_FXP_FSETSTAT);
 		wire_put_string(sftp_msg_buf(m), o->file->handle, o->file->hlen);
-		attrs_put(sftp_msg_buf(m), &o->attrs);
+		attrs_put(sftp_msg_buf(m), &o->attrs.v3);
 		struct fset_join *j = g_new0(struct fset_join, 1);
 		j->o = o;
 		j->left = 2;
 		sftp_submit(o->fs->c, m, fset_set_cb, j);
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, fset_stat_cb, j);
+		stat_handle(o->fs->c, o->file->handle, o->file->hlen, fset_stat_cb, j);
 		return;
 	} else if (S_ISLNK(o->mode) && (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT) &&
-		   !(o->attrs.flags & SSH_FILEXFER_ATTR_SIZE)) {
+		   !(o->attrs.v3.flags & SSH_FILEXFER_ATTR_SIZE)) {
 		/* A symlink's own attributes, not its target's. */
 		m = sftp_msg_new_ext(SFTP_EXT_LSETSTAT);
 		wire_put_cstring(sftp_msg_buf(m), o->path);
@@ -743,7 +818,7 @@ static void setattr_send(struct op *o)
 		m = sftp_msg_new(SSH_FXP_SETSTAT);
 		wire_put_cstring(sftp_msg_buf(m), o->path);
 	}
-	attrs_put(sftp_msg_buf(m), &o->attrs);
+	attrs_put(sftp_msg_buf(m), &o->attrs.v3);
 	sftp_submit(o->fs->c, m, setattr_done_cb, o);
 }
 
@@ -758,7 +833,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		       struct fuse_file_info *fi)
 {
 	struct op *o = op_new(req);
-	struct sftp_attrs *a = &o->attrs;
+	struct sftp_attrs *a = &o->attrs.v3;
 	o->ino = ino;
 	o->to_set = to_set;
 	o->path = node_path(o->fs, ino);
@@ -811,16 +886,16 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	bool may_be_link = !o->file && !(to_set & FUSE_SET_ATTR_SIZE);
 	if (half_owner || half_time || may_be_link) {
 		/* What the cache knows completes a pair and tells a symlink. */
-		struct sftp_attrs cur;
+		struct fattr cur;
 		if (!o->file && cache_get_attrs(o->fs->cache, o->path, &cur, NULL) == CACHE_HIT) {
 			setattr_with_current(o, &cur, false);
 			return;
 		}
 		if (o->file)
-			sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen,
+			stat_handle(o->fs->c, o->file->handle, o->file->hlen,
 					setattr_stat_cb, o);
 		else
-			sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, setattr_stat_cb, o);
+			stat_path(o->fs->c, o->path, setattr_stat_cb, o);
 		return;
 	}
 	setattr_send(o);
@@ -867,9 +942,9 @@ enum refine { REFINE_CREATE, REFINE_RMDIR, REFINE_UNLINK };
 static void refine_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
+	struct fattr a;
 	int err = EPERM;
-	bool exists = r->err == 0 && sftp_reply_attrs(r, &a) == 0;
+	bool exists = r->err == 0 && reply_fattr(r, &a) == 0;
 	switch (o->step) {
 	case REFINE_CREATE:
 		if (exists)
@@ -877,10 +952,10 @@ static void refine_cb(void *arg, struct sftp_reply *r)
 		break;
 	case REFINE_RMDIR:
 		if (exists)
-			err = S_ISDIR(a.perm) ? ENOTEMPTY : ENOTDIR;
+			err = S_ISDIR(a.v3.perm) ? ENOTEMPTY : ENOTDIR;
 		break;
 	case REFINE_UNLINK:
-		if (exists && S_ISDIR(a.perm))
+		if (exists && S_ISDIR(a.v3.perm))
 			err = EISDIR;
 		break;
 	}
@@ -892,7 +967,7 @@ static bool failure_refined(struct op *o, struct sftp_reply *r, enum refine how,
 	if (r->type != SSH_FXP_STATUS || r->status != SSH_FX_FAILURE)
 		return false;
 	o->step = how;
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, path, refine_cb, o);
+	stat_path(o->fs->c, path, refine_cb, o);
 	return true;
 }
 
@@ -1007,13 +1082,13 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void rename_refine_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
-	bool exists = r->err == 0 && sftp_reply_attrs(r, &a) == 0;
+	struct fattr a;
+	bool exists = r->err == 0 && reply_fattr(r, &a) == 0;
 	/* The target exists: for a no-replace rename that is EEXIST; a
 	 * directory over a non-empty one is ENOTEMPTY. */
 	int err = EPERM;
 	if (exists)
-		err = (o->flags & RENAME_NOREPLACE) ? EEXIST : (S_ISDIR(a.perm) ? ENOTEMPTY : EPERM);
+		err = (o->flags & RENAME_NOREPLACE) ? EEXIST : (S_ISDIR(a.v3.perm) ? ENOTEMPTY : EPERM);
 	reply_err_free(o, err);
 }
 
@@ -1024,7 +1099,7 @@ static void rename_cb(void *arg, struct sftp_reply *r)
 		cache_invalidate_entry(o->fs->cache, o->path);
 		cache_invalidate_entry(o->fs->cache, o->path2);
 		if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE) {
-			sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path2, rename_refine_cb, o);
+			stat_path(o->fs->c, o->path2, rename_refine_cb, o);
 			return;
 		}
 		reply_err_free(o, reply_errno(r));
@@ -1088,7 +1163,7 @@ static void create_finish(void *arg);
 static void create_fstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
+	if (r->err || reply_fattr(r, &o->attrs)) {
 		file_close_quietly(o->fs, o->file);
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
@@ -1100,7 +1175,7 @@ static void create_fstat_cb(void *arg, struct sftp_reply *r)
 static void create_finish(void *arg)
 {
 	struct op *o = arg;
-	const struct sftp_attrs a = o->attrs;
+	const struct fattr a = o->attrs;
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = node_ref(o->fs, o->path);
@@ -1127,13 +1202,13 @@ struct seen {
 
 /* Whether the kernel may keep the pages it has of ino (a is its attributes
  * now, or NULL when unknown). */
-static bool keep_cache(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a)
+static bool keep_cache(struct fs *fs, fuse_ino_t ino, const struct fattr *a)
 {
 	if (fs->cfg.kernel_cache)
 		return true;
 	if (!fs->cfg.auto_cache || !a)
 		return false;
-	struct seen now = { a->size, a->mtime };
+	struct seen now = { a->v3.size, a->v3.mtime };
 	pthread_mutex_lock(&fs->lock);
 	struct seen *old = g_hash_table_lookup(fs->opened, &ino);
 	bool same = old && old->size == now.size && old->mtime == now.mtime;
@@ -1181,14 +1256,14 @@ static void open_done(struct open_join *j)
 			reply_err_free(o, err);
 			return;
 		}
-		bool usable = j->have_attrs && (o->attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
-			      S_ISREG(o->attrs.perm);
+		bool usable = j->have_attrs && (o->attrs.v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
+			      S_ISREG(o->attrs.v3.perm);
 		g_free(j);
 		if (usable) {
 			cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 			ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), create_finish, o);
 		} else {
-			sftp_handle_req(o->file->c, SSH_FXP_FSTAT, o->file->handle,
+			stat_handle(o->file->c, o->file->handle,
 					o->file->hlen, create_fstat_cb, o);
 		}
 		return;
@@ -1232,7 +1307,7 @@ static void join_open_cb(void *arg, struct sftp_reply *r)
 static void join_lstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct open_join *j = arg;
-	j->have_attrs = r->err == 0 && sftp_reply_attrs(r, &j->o->attrs) == 0;
+	j->have_attrs = r->err == 0 && reply_fattr(r, &j->o->attrs) == 0;
 	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
 		open_done(j);
 }
@@ -1261,7 +1336,7 @@ static void send_open(struct op *o, mode_t mode, bool with_mode)
 	o->gen = cache_gen(o->fs->cache);
 	sftp_submit(conn, m, join_open_cb, j);
 	if (with_lstat)
-		sftp_path_req(conn, SSH_FXP_LSTAT, o->path, join_lstat_cb, j);
+		stat_path(conn, o->path, join_lstat_cb, j);
 }
 
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -1315,7 +1390,7 @@ static void mknod_open_cb(void *arg, struct sftp_reply *r)
 	uint32_t hlen;
 	if (r->type == SSH_FXP_HANDLE && !wire_get_string(&r->body, &h, &hlen))
 		sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, h, hlen, ignore_cb, NULL);
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+	stat_path(o->fs->c, o->path, entry_lstat_cb, o);
 }
 
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -1392,7 +1467,7 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 struct dirent_rec {
 	char *name;
-	struct sftp_attrs attrs;
+	struct fattr attrs;
 	double ttl;           /* from our cache: seconds left; fresh: < 0 */
 };
 
@@ -1430,13 +1505,13 @@ static struct dir *dir_new(struct op *o)
 	return d;
 }
 
-static void dir_add(struct dir *d, const char *name, const struct sftp_attrs *a, double ttl)
+static void dir_add(struct dir *d, const char *name, const struct fattr *a, double ttl)
 {
 	struct dirent_rec e = { .name = strdup(name), .attrs = *a, .ttl = ttl };
 	g_array_append_val(d->entries, e);
 }
 
-static void dir_add_cached(void *arg, const char *name, const struct sftp_attrs *a, double ttl)
+static void dir_add_cached(void *arg, const char *name, const struct fattr *a, double ttl)
 {
 	dir_add(arg, name, a, ttl);
 }
@@ -1445,10 +1520,10 @@ static void dir_add_cached(void *arg, const char *name, const struct sftp_attrs 
 static bool dir_from_cache(struct op *o)
 {
 	struct dir *d = dir_new(o);
-	struct sftp_attrs dot;
-	attrs_clear(&dot);
-	dot.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
-	dot.perm = S_IFDIR | 0755;
+	struct fattr dot;
+	memset(&dot, 0, sizeof(dot));
+	dot.v3.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+	dot.v3.perm = S_IFDIR | 0755;
 	dir_add(d, ".", &dot, -1);
 	dir_add(d, "..", &dot, -1);
 	if (!cache_get_dir(o->fs->cache, d->path, dir_add_cached, d)) {
@@ -1625,6 +1700,16 @@ static void dir_cache_listing(struct fs *fs, struct dir *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/* The rest of a READDIR entry: longname and ATTRS. */
+static int read_v3_entry(struct wire_reader *r, char **longname, struct fattr *f)
+{
+	struct sftp_attrs a;
+	if (wire_get_cstring(r, longname, 65536) || attrs_get(r, &a))
+		return -1;
+	fattr_from_v3(f, &a);
+	return 0;
+}
+
 static void readdir_cb(void *arg, struct sftp_reply *r)
 {
 	struct readdir_op *rd = arg;
@@ -1641,7 +1726,8 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 		return;
 	}
 	uint32_t count;
-	if (r->type != SSH_FXP_NAME || wire_get_u32(&r->body, &count)) {
+	bool full = r->type == SSH_FXP_EXTENDED_REPLY; /* readdir@hashi */
+	if ((r->type != SSH_FXP_NAME && !full) || wire_get_u32(&r->body, &count)) {
 		log_error("malformed READDIR reply from the server");
 		fuse_reply_err(rd->req, EIO);
 		g_free(rd);
@@ -1658,7 +1744,7 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 			break;
 		}
 		longname = NULL;
-		if (wire_get_cstring(&r->body, &longname, 65536) || attrs_get(&r->body, &e.attrs)) {
+		if (full ? reply_fattr(r, &e.attrs) != 0 : read_v3_entry(&r->body, &longname, &e.attrs)) {
 			log_error("malformed READDIR reply from the server");
 			free(longname);
 			free(e.name);
@@ -1699,7 +1785,14 @@ static void readdir_go_on(void *arg)
 
 static void readdir_more(struct readdir_op *rd)
 {
-	sftp_handle_req(rd->fs->c, SSH_FXP_READDIR, rd->d->handle, rd->d->hlen, readdir_cb, rd);
+	struct sftp_client *c = rd->fs->c;
+	if (has(c, SFTP_HAS_HASHI_READDIR)) {
+		struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_READDIR);
+		wire_put_string(sftp_msg_buf(m), rd->d->handle, rd->d->hlen);
+		sftp_submit(c, m, readdir_cb, rd);
+		return;
+	}
+	sftp_handle_req(c, SSH_FXP_READDIR, rd->d->handle, rd->d->hlen, readdir_cb, rd);
 }
 
 static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
@@ -1814,20 +1907,20 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	sftp_submit(o->fs->c, m, statfs_cb, o);
 }
 
-static void access_check(struct op *o, const struct sftp_attrs *a);
+static void access_check(struct op *o, const struct fattr *a);
 
 static void access_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
-	if (r->err || sftp_reply_attrs(r, &a)) {
+	struct fattr a;
+	if (r->err || reply_fattr(r, &a)) {
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
 	access_check(o, &a);
 }
 
-static void access_check(struct op *o, const struct sftp_attrs *a)
+static void access_check(struct op *o, const struct fattr *a)
 {
 	struct stat st;
 	fill_stat(o->fs, a, o->ino, &st);
@@ -1862,13 +1955,13 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 		return;
 	}
 	/* access(2) has followed symlinks already: lstat's answer is stat's. */
-	struct sftp_attrs a;
+	struct fattr a;
 	if (cache_get_attrs(o->fs->cache, o->path, &a, NULL) == CACHE_HIT &&
-	    (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && !S_ISLNK(a.perm)) {
+	    (a.v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && !S_ISLNK(a.v3.perm)) {
 		access_check(o, &a);
 		return;
 	}
-	sftp_path_req(o->fs->c, SSH_FXP_STAT, o->path, access_cb, o);
+	stat_path_follow(o->fs->c, o->path, access_cb, o);
 }
 
 /* copy_file_range through copy-data: the length is clamped to the source's
@@ -1894,19 +1987,19 @@ static void copy_done_cb(void *arg, struct sftp_reply *r)
 static void copy_fstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct copy_op *co = arg;
-	struct sftp_attrs a;
-	if (r->err || sftp_reply_attrs(r, &a) || !(a.flags & SSH_FILEXFER_ATTR_SIZE)) {
+	struct fattr a;
+	if (r->err || reply_fattr(r, &a) || !(a.v3.flags & SSH_FILEXFER_ATTR_SIZE)) {
 		fuse_reply_err(co->req, r->err ? reply_errno(r) : EIO);
 		g_free(co);
 		return;
 	}
-	if (co->off_in >= a.size) {
+	if (co->off_in >= a.v3.size) {
 		fuse_reply_write(co->req, 0);
 		g_free(co);
 		return;
 	}
-	if (co->len > a.size - co->off_in)
-		co->len = a.size - co->off_in;
+	if (co->len > a.v3.size - co->off_in)
+		co->len = a.v3.size - co->off_in;
 	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_COPY_DATA);
 	struct wire_buf *b = sftp_msg_buf(m);
 	wire_put_string(b, co->in->handle, co->in->hlen);
@@ -1944,7 +2037,7 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	co->off_out = (uint64_t)off_out;
 	co->len = len;
 	files_changed(fs->files, co->out->ino);
-	sftp_handle_req(co->in->c, SSH_FXP_FSTAT, co->in->handle, co->in->hlen, copy_fstat_cb, co);
+	stat_handle(co->in->c, co->in->handle, co->in->hlen, copy_fstat_cb, co);
 }
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
