@@ -20,9 +20,17 @@
 
 struct file;
 
+/* A file's identity on the server (full attributes give it). */
+struct sid {
+	uint64_t dev, ino;
+};
+
 struct node {
 	fuse_ino_t ino;
 	char *path;        /* remote path (the last one it had, once unlinked) */
+	GSList *aliases;   /* char *: its other names (hard links), in by_path too */
+	struct sid sid;    /* by_sid's key when has_sid */
+	bool has_sid;
 	uint64_t nlookup;
 	bool unlinked;     /* its name is gone: reach it through an open handle */
 	GSList *files;     /* struct file *: its open handles */
@@ -36,6 +44,8 @@ struct fs {
 	pthread_mutex_t lock;       /* guards the inode table */
 	GHashTable *by_ino;         /* fuse_ino_t -> struct node */
 	GHashTable *by_path;        /* path -> struct node (live paths only) */
+	GHashTable *by_sid;         /* struct sid -> struct node (live, not directories):
+				     * two names of one file are one inode */
 	fuse_ino_t next_ino;
 	struct cache *cache;        /* attributes, listings, link targets */
 };
@@ -98,17 +108,54 @@ static char *child_path(struct fs *fs, fuse_ino_t parent, const char *name)
 	return p;
 }
 
-/* Find or make the node for path and count one more kernel reference. */
-static fuse_ino_t node_ref(struct fs *fs, const char *path)
+static bool fattr_sid(const struct fattr *a, struct sid *sid)
 {
+	const uint32_t need = HATTR_INO | HATTR_DEV | HATTR_TYPE;
+	if (!a || (a->x.mask & need) != need || S_ISDIR(a->x.mode))
+		return false;
+	sid->dev = ((uint64_t)a->x.dev_major << 32) | a->x.dev_minor;
+	sid->ino = a->x.ino;
+	return true;
+}
+
+static void sid_forget_locked(struct fs *fs, struct node *n)
+{
+	if (n->has_sid && g_hash_table_lookup(fs->by_sid, &n->sid) == n)
+		g_hash_table_remove(fs->by_sid, &n->sid);
+	n->has_sid = false;
+}
+
+/* Find or make the node for path (whose attributes are a, or NULL) and
+ * count one more kernel reference. A new name of a file the table knows
+ * by its server identity (a hard link) becomes that node's alias. */
+static fuse_ino_t node_ref(struct fs *fs, const char *path, const struct fattr *a)
+{
+	struct sid sid;
+	bool have_sid = fattr_sid(a, &sid);
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = g_hash_table_lookup(fs->by_path, path);
+	if (!n && have_sid) {
+		n = g_hash_table_lookup(fs->by_sid, &sid);
+		if (n && !n->unlinked) {
+			char *alias = g_strdup(path);
+			n->aliases = g_slist_prepend(n->aliases, alias);
+			g_hash_table_insert(fs->by_path, alias, n);
+		} else {
+			n = NULL;
+		}
+	}
 	if (!n) {
 		n = g_new0(struct node, 1);
 		n->ino = fs->next_ino++;
 		n->path = g_strdup(path);
 		g_hash_table_insert(fs->by_ino, &n->ino, n);
 		g_hash_table_insert(fs->by_path, n->path, n);
+	}
+	if (have_sid && (!n->has_sid || n->sid.dev != sid.dev || n->sid.ino != sid.ino)) {
+		sid_forget_locked(fs, n);
+		n->sid = sid;
+		n->has_sid = true;
+		g_hash_table_replace(fs->by_sid, &n->sid, n);
 	}
 	n->nlookup++;
 	fuse_ino_t ino = n->ino;
@@ -121,6 +168,11 @@ static void node_drop_locked(struct fs *fs, struct node *n)
 	g_slist_free(n->files);
 	if (n->path && g_hash_table_lookup(fs->by_path, n->path) == n)
 		g_hash_table_remove(fs->by_path, n->path);
+	for (GSList *l = n->aliases; l; l = l->next)
+		if (g_hash_table_lookup(fs->by_path, l->data) == n)
+			g_hash_table_remove(fs->by_path, l->data);
+	g_slist_free_full(n->aliases, g_free);
+	sid_forget_locked(fs, n);
 	g_hash_table_remove(fs->by_ino, &n->ino);
 	g_free(n->path);
 	g_free(n);
@@ -140,53 +192,75 @@ static void node_forget(struct fs *fs, fuse_ino_t ino, uint64_t count)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-/* The name at path no longer names the node that had it. */
+/* The name path no longer names its node: one of its other names takes
+ * over, or the node is unlinked. */
+static void detach_locked(struct fs *fs, const char *path)
+{
+	struct node *n = g_hash_table_lookup(fs->by_path, path);
+	if (!n)
+		return;
+	g_hash_table_remove(fs->by_path, path);
+	if (strcmp(n->path, path) != 0) {
+		GSList *l = g_slist_find_custom(n->aliases, path, (GCompareFunc)strcmp);
+		if (l) {
+			g_free(l->data);
+			n->aliases = g_slist_delete_link(n->aliases, l);
+		}
+		return;
+	}
+	if (n->aliases) {
+		g_free(n->path);
+		n->path = n->aliases->data; /* (already by_path's key) */
+		n->aliases = g_slist_delete_link(n->aliases, n->aliases);
+		return;
+	}
+	n->unlinked = true;
+	sid_forget_locked(fs, n);
+}
+
 static void node_detach(struct fs *fs, const char *path)
 {
 	pthread_mutex_lock(&fs->lock);
-	struct node *n = g_hash_table_lookup(fs->by_path, path);
-	if (n) {
-		g_hash_table_remove(fs->by_path, path);
-		n->unlinked = true;
-	}
+	detach_locked(fs, path);
 	pthread_mutex_unlock(&fs->lock);
 }
 
 /* A rename: the node at newpath (if any) is replaced; old and everything
- * below it move. */
+ * below it move (each name: a node's path or one of its aliases). */
 static void node_rename(struct fs *fs, const char *oldpath, const char *newpath)
 {
 	size_t ol = strlen(oldpath);
 	pthread_mutex_lock(&fs->lock);
-	struct node *victim = g_hash_table_lookup(fs->by_path, newpath);
-	if (victim) {
-		g_hash_table_remove(fs->by_path, newpath);
-		victim->unlinked = true;
-	}
-	GPtrArray *moved = g_ptr_array_new();
+	detach_locked(fs, newpath);
+	GPtrArray *keys = g_ptr_array_new(), *nodes = g_ptr_array_new();
 	GHashTableIter it;
 	gpointer key, val;
 	g_hash_table_iter_init(&it, fs->by_path);
 	while (g_hash_table_iter_next(&it, &key, &val)) {
-		struct node *n = val;
-		if (strncmp(n->path, oldpath, ol) == 0 && (n->path[ol] == '\0' || n->path[ol] == '/')) {
-			g_ptr_array_add(moved, n);
-			g_hash_table_iter_remove(&it);
+		const char *k = key;
+		if (strncmp(k, oldpath, ol) == 0 && (k[ol] == '\0' || k[ol] == '/')) {
+			g_ptr_array_add(keys, key);
+			g_ptr_array_add(nodes, val);
+			g_hash_table_iter_steal(&it);
 		}
 	}
-	for (guint i = 0; i < moved->len; i++) {
-		struct node *n = moved->pdata[i];
-		char *np = g_strconcat(newpath, n->path + ol, NULL);
-		g_free(n->path);
-		n->path = np;
-		struct node *other = g_hash_table_lookup(fs->by_path, np);
-		if (other) {
-			g_hash_table_remove(fs->by_path, np);
-			other->unlinked = true;
+	for (guint i = 0; i < keys->len; i++) {
+		struct node *n = nodes->pdata[i];
+		char *old = keys->pdata[i];
+		char *np = g_strconcat(newpath, old + ol, NULL);
+		if (old == n->path) {
+			n->path = np;
+		} else {
+			GSList *l = g_slist_find(n->aliases, old);
+			if (l)
+				l->data = np;
 		}
-		g_hash_table_insert(fs->by_path, n->path, n);
+		g_free(old);
+		detach_locked(fs, np);
+		g_hash_table_insert(fs->by_path, np, n);
 	}
-	g_ptr_array_free(moved, TRUE);
+	g_ptr_array_free(keys, TRUE);
+	g_ptr_array_free(nodes, TRUE);
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -509,7 +583,7 @@ static void reply_entry_from_attrs(struct op *o, const struct fattr *a, const ch
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
-	e.ino = node_ref(o->fs, path);
+	e.ino = node_ref(o->fs, path, a);
 	e.generation = 1;
 	fill_stat(o->fs, a, e.ino, &e.attr);
 	e.attr_timeout = kernel_timeout(o->fs->cfg.attr_timeout, o->ttl);
@@ -1178,7 +1252,7 @@ static void create_finish(void *arg)
 	const struct fattr a = o->attrs;
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
-	e.ino = node_ref(o->fs, o->path);
+	e.ino = node_ref(o->fs, o->path, &a);
 	e.generation = 1;
 	fill_stat(o->fs, &a, e.ino, &e.attr);
 	e.attr_timeout = o->fs->cfg.attr_timeout;
@@ -1639,7 +1713,7 @@ static void readdir_fill(struct readdir_op *rd)
 			char *path = NULL;
 			if (!dots) {
 				path = join_path(d->path, e->name);
-				ep.ino = node_ref(fs, path);
+				ep.ino = node_ref(fs, path, &e->attrs);
 				ep.generation = 1;
 				ep.attr_timeout = kernel_timeout(fs->cfg.attr_timeout, e->ttl);
 				ep.entry_timeout = kernel_timeout(fs->cfg.entry_timeout, e->ttl);
@@ -2131,6 +2205,18 @@ static gboolean ino_equal(gconstpointer a, gconstpointer b)
 	return *(const fuse_ino_t *)a == *(const fuse_ino_t *)b;
 }
 
+static guint sid_hash(gconstpointer p)
+{
+	const struct sid *s = p;
+	return (guint)(s->ino ^ (s->ino >> 32) ^ (s->dev * 31));
+}
+
+static gboolean sid_equal(gconstpointer a, gconstpointer b)
+{
+	const struct sid *x = a, *y = b;
+	return x->dev == y->dev && x->ino == y->ino;
+}
+
 struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 {
 	struct fs *fs = g_new0(struct fs, 1);
@@ -2146,6 +2232,7 @@ struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 	fs->opened = g_hash_table_new_full(ino_hash, ino_equal, g_free, g_free);
 	fs->by_ino = g_hash_table_new(ino_hash, ino_equal);
 	fs->by_path = g_hash_table_new(g_str_hash, g_str_equal);
+	fs->by_sid = g_hash_table_new(sid_hash, sid_equal);
 	fs->next_ino = FUSE_ROOT_ID + 1;
 	fs->cache = cache_new(&cfg->cache);
 	struct node *root = g_new0(struct node, 1);
@@ -2166,11 +2253,13 @@ void fs_free(struct fs *fs)
 	g_hash_table_iter_init(&it, fs->by_ino);
 	while (g_hash_table_iter_next(&it, &key, &val)) {
 		struct node *n = val;
+		g_slist_free_full(n->aliases, g_free);
 		g_free(n->path);
 		g_free(n);
 	}
 	g_hash_table_destroy(fs->by_ino);
 	g_hash_table_destroy(fs->by_path);
+	g_hash_table_destroy(fs->by_sid);
 	cache_free(fs->cache);
 	g_hash_table_destroy(fs->opened);
 	files_free(fs->files);
