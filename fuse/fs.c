@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -903,6 +904,85 @@ static uint32_t now_or(const struct timespec *ts, bool now)
 	return (uint32_t)ts->tv_sec;
 }
 
+/* setstat@hashi: nanosecond times, UTIME_NOW and UTIME_OMIT as asked, a
+ * symlink's own owner and times; its reply is the attributes after. */
+static void setattr_hashi_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (o->path)
+		cache_invalidate(o->fs->cache, o->path);
+	if (r->err || reply_fattr(r, &o->attrs)) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	o->path2 = node_live_path(o->fs, o->ino);
+	if (o->path2)
+		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+}
+
+static void set_time(struct hsetattr *hs, bool now, const struct timespec *ts, uint32_t bit,
+		     uint32_t now_bit, struct hattrs_time *t)
+{
+	if (now) {
+		hs->valid |= now_bit;
+		return;
+	}
+	hs->valid |= bit;
+	t->sec = ts->tv_sec;
+	t->nsec = (uint32_t)ts->tv_nsec;
+}
+
+static void setattr_hashi(struct op *o, const struct stat *attr, bool own_handle)
+{
+	int to_set = o->to_set;
+	struct hsetattr hs;
+	memset(&hs, 0, sizeof(hs));
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		hs.valid |= HSET_SIZE;
+		hs.size = (uint64_t)attr->st_size;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		hs.valid |= HSET_MODE;
+		hs.mode = attr->st_mode & 07777;
+	}
+	struct idmap *m = o->fs->cfg.idmap;
+	if (to_set & FUSE_SET_ATTR_UID) {
+		hs.valid |= HSET_UID;
+		hs.uid = (uint32_t)attr->st_uid;
+		if (m && idmap_uid_to_remote(m, attr->st_uid, &hs.uid) < 0) {
+			reply_err_free(o, EPERM);
+			return;
+		}
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		hs.valid |= HSET_GID;
+		hs.gid = (uint32_t)attr->st_gid;
+		if (m && idmap_gid_to_remote(m, attr->st_gid, &hs.gid) < 0) {
+			reply_err_free(o, EPERM);
+			return;
+		}
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		set_time(&hs, to_set & FUSE_SET_ATTR_ATIME_NOW, &attr->st_atim, HSET_ATIME,
+			 HSET_ATIME_NOW, &hs.atime);
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		set_time(&hs, to_set & FUSE_SET_ATTR_MTIME_NOW, &attr->st_mtim, HSET_MTIME,
+			 HSET_MTIME_NOW, &hs.mtime);
+	/* The caller's own handle (behind its writes), an unlinked file's, or
+	 * another open handle unless it cannot truncate; else the path, the
+	 * link itself. */
+	bool by_handle = o->file && (own_handle || !o->path ||
+				     !(hs.valid & HSET_SIZE) || (o->file->flags & O_ACCMODE) != O_RDONLY);
+	struct sftp_msg *msg = sftp_msg_new_ext(SFTP_EXT_HASHI_SETSTAT);
+	if (by_handle)
+		sftp_target_put(sftp_msg_buf(msg), NULL, o->file->handle, o->file->hlen, 0);
+	else
+		sftp_target_put(sftp_msg_buf(msg), o->path, NULL, 0, HASHI_TARGET_NOFOLLOW);
+	hsetattr_put(sftp_msg_buf(msg), &hs);
+	sftp_submit(by_handle ? o->file->c : o->fs->c, msg, setattr_hashi_cb, o);
+}
+
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -918,6 +998,10 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		o->file = &o->tmpfile;
 	if (!o->path && !o->file) {
 		reply_err_free(o, ESTALE);
+		return;
+	}
+	if (has(o->fs->c, SFTP_HAS_HASHI_SETSTAT)) {
+		setattr_hashi(o, attr, fi && fi->fh);
 		return;
 	}
 	attrs_clear(a);
@@ -1038,7 +1122,7 @@ static void refine_cb(void *arg, struct sftp_reply *r)
 
 static bool failure_refined(struct op *o, struct sftp_reply *r, enum refine how, const char *path)
 {
-	if (r->type != SSH_FXP_STATUS || r->status != SSH_FX_FAILURE)
+	if (r->type != SSH_FXP_STATUS || r->status != SSH_FX_FAILURE || r->sys_errno)
 		return false;
 	o->step = how;
 	stat_path(o->fs->c, path, refine_cb, o);
@@ -1064,12 +1148,73 @@ static void make_entry_cb(void *arg, struct sftp_reply *r)
 	lstat_req(o, entry_lstat_cb);
 }
 
+/* The owner a new file gets on a hashi server: the caller's, when the
+ * caller is not the mount's owner (allow_other; only a root server can
+ * give it), else the server's default (HASHI_ID_NONE). */
+static void caller_owner(struct op *o, uint32_t *uid, uint32_t *gid)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(o->req);
+	*uid = *gid = HASHI_ID_NONE;
+	if (ctx->uid == getuid() && ctx->gid == getgid())
+		return;
+	*uid = (uint32_t)ctx->uid;
+	*gid = (uint32_t)ctx->gid;
+	struct idmap *m = o->fs->cfg.idmap;
+	if (m && idmap_uid_to_remote(m, ctx->uid, uid) < 0)
+		*uid = HASHI_ID_NONE;
+	if (m && idmap_gid_to_remote(m, ctx->gid, gid) < 0)
+		*gid = HASHI_ID_NONE;
+}
+
+static void mknod_hashi_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err) {
+		cache_invalidate_entry(o->fs->cache, o->path);
+		if (!failure_refined(o, r, REFINE_CREATE, o->path))
+			reply_err_free(o, reply_errno(r));
+		return;
+	}
+	cache_entry_added(o->fs->cache, o->path);
+	if (o->flags == O_DIRECTORY)
+		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
+	if (reply_fattr(r, &o->attrs)) {
+		reply_err_free(o, EIO);
+		return;
+	}
+	cache_put_attrs(o->fs->cache, o->path, &o->attrs, cache_gen(o->fs->cache));
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
+}
+
+/* mknod@hashi: any type, the exact mode (the caller's umask applied by
+ * the caller), the caller's owner. */
+static void mknod_hashi(struct op *o, mode_t mode, dev_t rdev, const char *target)
+{
+	uint32_t uid, gid;
+	caller_owner(o, &uid, &gid);
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_MKNOD);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_cstring(b, o->path);
+	wire_put_u32(b, (uint32_t)mode);
+	wire_put_u32(b, major(rdev));
+	wire_put_u32(b, minor(rdev));
+	wire_put_u32(b, uid);
+	wire_put_u32(b, gid);
+	wire_put_cstring(b, target ? target : "");
+	sftp_submit(o->fs->c, m, mknod_hashi_cb, o);
+}
+
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct op *o = op_new(req);
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
 		reply_err_free(o, errno);
+		return;
+	}
+	if (has(o->fs->c, SFTP_HAS_HASHI_MKNOD)) {
+		o->flags = O_DIRECTORY;
+		mknod_hashi(o, S_IFDIR | (mode & 07777 & ~fuse_req_ctx(req)->umask), 0, NULL);
 		return;
 	}
 	struct sftp_attrs a;
@@ -1089,6 +1234,10 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
 		reply_err_free(o, errno);
+		return;
+	}
+	if (has(o->fs->c, SFTP_HAS_HASHI_MKNOD)) {
+		mknod_hashi(o, S_IFLNK | 0777, 0, link);
 		return;
 	}
 	/* OpenSSH's argument order: target first, then the new link. */
@@ -1172,7 +1321,7 @@ static void rename_cb(void *arg, struct sftp_reply *r)
 	if (r->err) {
 		cache_invalidate_entry(o->fs->cache, o->path);
 		cache_invalidate_entry(o->fs->cache, o->path2);
-		if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE) {
+		if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE && !r->sys_errno) {
 			stat_path(o->fs->c, o->path2, rename_refine_cb, o);
 			return;
 		}
@@ -1373,6 +1522,8 @@ static void join_open_cb(void *arg, struct sftp_reply *r)
 		o->file = file_from_handle(o->fs->files, j->conn, r, o->ino, o->flags);
 		if (!o->file)
 			j->open_err = EIO;
+		else if (r->type == SSH_FXP_EXTENDED_REPLY) /* open@hashi: attributes too */
+			j->have_attrs = reply_fattr(r, &o->attrs) == 0;
 	}
 	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
 		open_done(j);
@@ -1398,14 +1549,30 @@ static void send_open(struct op *o, mode_t mode, bool with_mode)
 	 * stays with the names (so that a stat after a write sees it). */
 	bool reading = (o->flags & O_ACCMODE) == O_RDONLY && !(o->flags & (O_CREAT | O_TRUNC));
 	struct sftp_client *conn = reading ? sftp_client_pick(o->fs->c) : o->fs->c;
-	struct sftp_msg *m = sftp_msg_new(SSH_FXP_OPEN);
-	wire_put_cstring(sftp_msg_buf(m), o->path);
-	wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
-	attrs_put(sftp_msg_buf(m), &a);
+	/* open@hashi: the exact mode and the caller's owner for a file it
+	 * creates, and the attributes in its reply */
+	bool hashi = o->step == 1 && has(conn, SFTP_HAS_HASHI_OPEN);
+	struct sftp_msg *m;
+	if (hashi) {
+		uint32_t uid, gid;
+		caller_owner(o, &uid, &gid);
+		m = sftp_msg_new_ext(SFTP_EXT_HASHI_OPEN);
+		wire_put_cstring(sftp_msg_buf(m), o->path);
+		wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
+		wire_put_u32(sftp_msg_buf(m), mode & 07777);
+		wire_put_u32(sftp_msg_buf(m), uid);
+		wire_put_u32(sftp_msg_buf(m), gid);
+	} else {
+		m = sftp_msg_new(SSH_FXP_OPEN);
+		wire_put_cstring(sftp_msg_buf(m), o->path);
+		wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
+		attrs_put(sftp_msg_buf(m), &a);
+	}
 	struct open_join *j = g_new0(struct open_join, 1);
 	j->o = o;
 	j->conn = conn;
-	bool with_lstat = o->step == 1 || (o->fs->cfg.auto_cache && !o->fs->cfg.kernel_cache);
+	bool with_lstat = !hashi &&
+			  (o->step == 1 || (o->fs->cfg.auto_cache && !o->fs->cfg.kernel_cache));
 	j->left = with_lstat ? 2 : 1;
 	o->gen = cache_gen(o->fs->cache);
 	sftp_submit(conn, m, join_open_cb, j);
@@ -1469,7 +1636,16 @@ static void mknod_open_cb(void *arg, struct sftp_reply *r)
 
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)rdev;
+	if (has(((struct fs *)fuse_req_userdata(req))->c, SFTP_HAS_HASHI_MKNOD)) {
+		struct op *o = op_new(req);
+		o->path = child_path(o->fs, parent, name);
+		if (!o->path) {
+			reply_err_free(o, errno);
+			return;
+		}
+		mknod_hashi(o, (mode & S_IFMT) | (mode & 07777 & ~fuse_req_ctx(req)->umask), rdev, NULL);
+		return;
+	}
 	if (!S_ISREG(mode)) {
 		/* SFTP cannot make devices, FIFOs or sockets. */
 		fuse_reply_err(req, EPERM);
