@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -49,6 +51,7 @@ struct fs {
 				     * two names of one file are one inode */
 	fuse_ino_t next_ino;
 	struct cache *cache;        /* attributes, listings, link targets */
+	GHashTable *locks;          /* "ino:owner" -> struct lockh: POSIX lock handles */
 };
 
 static char *join_path(const char *dir, const char *name)
@@ -515,6 +518,7 @@ struct op {
 	int to_set;
 	mode_t mode;
 	uint64_t gen;          /* cache generation when the request was sent */
+	uint64_t off, len;     /* fallocate, lseek */
 	double ttl;            /* attrs from our cache: seconds left; fresh: < 0 */
 	struct fattr cur; /* setattr: the attributes before it */
 	bool have_cur;
@@ -1690,8 +1694,11 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	file_write(file_of(fi), req, buf, size, off);
 }
 
+static void locks_flush(struct fs *fs, fuse_ino_t ino, uint64_t owner);
+
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	locks_flush(fuse_req_userdata(req), ino, fi->lock_owner);
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		cache_changed_ino(fuse_req_userdata(req), ino);
 	file_flush(file_of(fi), req);
@@ -2099,6 +2106,477 @@ static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	fuse_reply_err(req, 0);
 }
 
+/* ---- extended attributes, locks, fallocate, SEEK_DATA (hashi servers) -- */
+
+/* A file's target for a hashi request: its name (the link itself), or,
+ * once unlinked, one of its open handles. false: stale. */
+static bool op_target(struct op *o, fuse_ino_t ino)
+{
+	o->ino = ino;
+	if (node_unlinked_handle(o->fs, ino, &o->tmpfile)) {
+		o->file = &o->tmpfile;
+		return true;
+	}
+	o->path = node_path(o->fs, ino);
+	return o->path != NULL;
+}
+
+static struct sftp_msg *target_msg(struct op *o, const char *ext)
+{
+	struct sftp_msg *m = sftp_msg_new_ext(ext);
+	if (o->file)
+		sftp_target_put(sftp_msg_buf(m), NULL, o->file->handle, o->file->hlen, 0);
+	else
+		sftp_target_put(sftp_msg_buf(m), o->path, NULL, 0, HASHI_TARGET_NOFOLLOW);
+	return m;
+}
+
+/* getxattr and listxattr: a value, or its size when size is 0. */
+static void xattr_value_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	const uint8_t *v;
+	uint32_t len;
+	if (r->err) {
+		reply_err_free(o, reply_errno(r));
+		return;
+	}
+	if (r->type != SSH_FXP_EXTENDED_REPLY || wire_get_string(&r->body, &v, &len)) {
+		log_error("malformed xattr reply from the server");
+		reply_err_free(o, EIO);
+		return;
+	}
+	size_t size = (size_t)o->flags;
+	if (size == 0)
+		fuse_reply_xattr(o->req, len);
+	else if (len > size)
+		fuse_reply_err(o->req, ERANGE);
+	else
+		fuse_reply_buf(o->req, (const char *)v, len);
+	op_free(o);
+}
+
+static struct op *xattr_op(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	if (!has(fs->c, SFTP_HAS_HASHI_XATTR)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return NULL;
+	}
+	struct op *o = op_new(req);
+	if (!op_target(o, ino)) {
+		reply_err_free(o, ESTALE);
+		return NULL;
+	}
+	return o;
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct op *o = xattr_op(req, ino);
+	if (!o)
+		return;
+	o->flags = (int)(size > HASHI_XATTR_MAX ? HASHI_XATTR_MAX : size);
+	struct sftp_msg *m = target_msg(o, SFTP_EXT_HASHI_GETXATTR);
+	wire_put_cstring(sftp_msg_buf(m), name);
+	sftp_submit(o->fs->c, m, xattr_value_cb, o);
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct op *o = xattr_op(req, ino);
+	if (!o)
+		return;
+	o->flags = (int)(size > HASHI_XATTR_MAX ? HASHI_XATTR_MAX : size);
+	sftp_submit(o->fs->c, target_msg(o, SFTP_EXT_HASHI_LISTXATTR), xattr_value_cb, o);
+}
+
+static void xattr_status_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (o->path) /* ctime */
+		cache_invalidate(o->fs->cache, o->path);
+	reply_err_free(o, r->err ? reply_errno(r) : 0);
+}
+
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct op *o = xattr_op(req, ino);
+	if (!o)
+		return;
+	if (size > HASHI_XATTR_MAX) {
+		reply_err_free(o, E2BIG);
+		return;
+	}
+	struct sftp_msg *m = target_msg(o, SFTP_EXT_HASHI_SETXATTR);
+	wire_put_cstring(sftp_msg_buf(m), name);
+	wire_put_string(sftp_msg_buf(m), (const uint8_t *)value, (uint32_t)size);
+	wire_put_u32(sftp_msg_buf(m), (uint32_t)flags & (HASHI_XATTR_CREATE | HASHI_XATTR_REPLACE));
+	sftp_submit(o->fs->c, m, xattr_status_cb, o);
+}
+
+static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct op *o = xattr_op(req, ino);
+	if (!o)
+		return;
+	struct sftp_msg *m = target_msg(o, SFTP_EXT_HASHI_REMOVEXATTR);
+	wire_put_cstring(sftp_msg_buf(m), name);
+	sftp_submit(o->fs->c, m, xattr_status_cb, o);
+}
+
+static void fallocate_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	cache_changed_ino(o->fs, o->ino);
+	reply_err_free(o, r->err ? reply_errno(r) : 0);
+}
+
+static void fallocate_send(void *arg)
+{
+	struct op *o = arg;
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_FALLOCATE);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, o->file->handle, o->file->hlen);
+	wire_put_u32(b, (uint32_t)o->flags);
+	wire_put_u64(b, o->off);
+	wire_put_u64(b, o->len);
+	sftp_submit(o->file->c, m, fallocate_cb, o);
+}
+
+/* fallocate@hashi on the open file's handle, behind its writes. */
+static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	if (!has(fs->c, SFTP_HAS_HASHI_FALLOCATE)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+	if (mode & ~known) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	struct op *o = op_new(req);
+	o->ino = ino;
+	o->file = file_of(fi);
+	o->flags = mode;
+	o->off = (uint64_t)offset;
+	o->len = (uint64_t)length;
+	cache_changed_ino(fs, ino);
+	files_changed(fs->files, ino);
+	file_after_writes(o->file, fallocate_send, o);
+}
+
+static void lseek_cb(void *arg, struct sftp_reply *r);
+
+static void lseek_send(void *arg)
+{
+	struct op *o = arg;
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_LSEEK);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, o->file->handle, o->file->hlen);
+	wire_put_u64(b, o->off);
+	wire_put_u32(b, (uint32_t)o->flags);
+	sftp_submit(o->file->c, m, lseek_cb, o);
+}
+
+static void lseek_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	uint64_t off;
+	if (r->err) {
+		reply_err_free(o, reply_errno(r));
+		return;
+	}
+	if (r->type != SSH_FXP_EXTENDED_REPLY || wire_get_u64(&r->body, &off) || off > INT64_MAX) {
+		log_error("malformed lseek@hashi reply from the server");
+		reply_err_free(o, EIO);
+		return;
+	}
+	fuse_reply_lseek(o->req, (off_t)off);
+	op_free(o);
+}
+
+static void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = fuse_req_userdata(req);
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (!has(fs->c, SFTP_HAS_HASHI_LSEEK)) {
+		fuse_reply_err(req, ENOSYS); /* the kernel's answer: all data */
+		return;
+	}
+	struct op *o = op_new(req);
+	o->file = file_of(fi);
+	/* after the writes still on their way, which may fill a hole */
+	o->off = (uint64_t)off;
+	o->flags = whence;
+	file_after_writes(o->file, lseek_send, o);
+}
+
+/* Locks (lock@hashi). The server's locks belong to a handle. flock(2)
+ * locks belong to an open file: its own handle carries them. POSIX locks
+ * belong to a process (the kernel's lock owner): each (inode, owner) gets
+ * a handle of its own, opened on the first lock and closed at the owner's
+ * flush (close(2) of any of its descriptors of the file drops its locks,
+ * as POSIX says). Limits: an unlinked file cannot be opened again, so its
+ * POSIX locks go on the caller's handle (shared by every owner of that
+ * open file); a lock handle is reopened by path after a reconnect, but
+ * its locks are not taken again. */
+struct lockh {
+	fuse_ino_t ino;
+	uint64_t owner;
+	struct file *f;        /* NULL while being opened */
+};
+
+struct lock_op {
+	struct fs *fs;
+	fuse_req_t req;
+	struct lockh *lh;      /* the owner's lock handle, or NULL: the open file's */
+	uint8_t handle[SFTP_MAX_HANDLE_LEN];
+	uint32_t hlen;
+	struct sftp_client *c;
+	uint32_t op, flags, type;
+	uint64_t start, len;
+	bool getlk;
+	struct flock lk;
+	int refs;              /* the request, an interrupt callback */
+};
+
+static char *lockh_key(fuse_ino_t ino, uint64_t owner)
+{
+	return g_strdup_printf("%" PRIu64 ":%" PRIx64, (uint64_t)ino, owner);
+}
+
+static void lock_op_unref(struct lock_op *lo)
+{
+	if (__atomic_sub_fetch(&lo->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		g_free(lo);
+}
+
+static void lock_interrupted(fuse_req_t req, void *arg)
+{
+	(void)req;
+	struct lock_op *lo = arg;
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_LOCK);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, lo->handle, lo->hlen);
+	wire_put_u32(b, HASHI_LOCK_CANCEL);
+	wire_put_u32(b, 0);
+	wire_put_u32(b, HASHI_LOCK_UNLCK);
+	wire_put_u64(b, 0);
+	wire_put_u64(b, 0);
+	sftp_submit(lo->c, m, ignore_cb, NULL);
+}
+
+static void lock_cb(void *arg, struct sftp_reply *r)
+{
+	struct lock_op *lo = arg;
+	if (r->err) {
+		fuse_reply_err(lo->req, reply_errno(r));
+	} else if (lo->getlk) {
+		uint32_t type, pid;
+		uint64_t start, len;
+		if (r->type != SSH_FXP_EXTENDED_REPLY || wire_get_u32(&r->body, &type) ||
+		    wire_get_u64(&r->body, &start) || wire_get_u64(&r->body, &len) ||
+		    wire_get_u32(&r->body, &pid)) {
+			log_error("malformed lock@hashi reply from the server");
+			fuse_reply_err(lo->req, EIO);
+		} else {
+			struct flock fl = lo->lk;
+			fl.l_type = type == HASHI_LOCK_RDLCK ? F_RDLCK :
+				    type == HASHI_LOCK_WRLCK ? F_WRLCK : F_UNLCK;
+			fl.l_whence = SEEK_SET;
+			fl.l_start = (off_t)start;
+			fl.l_len = (off_t)len;
+			fl.l_pid = pid == 0xffffffffu ? 0 : (pid_t)pid;
+			fuse_reply_lock(lo->req, &fl);
+		}
+	} else {
+		fuse_reply_err(lo->req, 0);
+	}
+	lock_op_unref(lo);
+}
+
+static void lock_send(struct lock_op *lo)
+{
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_LOCK);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, lo->handle, lo->hlen);
+	wire_put_u32(b, lo->op);
+	wire_put_u32(b, lo->flags);
+	wire_put_u32(b, lo->type);
+	wire_put_u64(b, lo->start);
+	wire_put_u64(b, lo->len);
+	if (lo->flags & HASHI_LOCK_WAIT) {
+		lo->refs++;
+		fuse_req_interrupt_func(lo->req, lock_interrupted, lo);
+	}
+	sftp_submit(lo->c, m, lock_cb, lo);
+}
+
+static void lock_use_file(struct lock_op *lo, const struct file *f)
+{
+	memcpy(lo->handle, f->handle, f->hlen);
+	lo->hlen = f->hlen;
+	lo->c = f->c;
+}
+
+static void lockh_open_cb(void *arg, struct sftp_reply *r)
+{
+	struct lock_op *lo = arg;
+	struct fs *fs = lo->fs;
+	struct file *f = r->err ? NULL : file_from_handle(fs->files, fs->c, r, lo->lh->ino, O_RDWR);
+	if (!f) {
+		pthread_mutex_lock(&fs->lock);
+		char *k = lockh_key(lo->lh->ino, lo->lh->owner);
+		g_hash_table_remove(fs->locks, k);
+		g_free(k);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(lo->req, r->err ? reply_errno(r) : EIO);
+		lock_op_unref(lo);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	lo->lh->f = f;
+	pthread_mutex_unlock(&fs->lock);
+	lock_use_file(lo, f);
+	lock_send(lo);
+}
+
+/* A POSIX lock request: on the owner's own handle (opened now if need be). */
+static void posix_lock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		       struct flock *lock, bool get, bool sleep)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct lock_op *lo = g_new0(struct lock_op, 1);
+	lo->fs = fs;
+	lo->req = req;
+	lo->refs = 1;
+	lo->getlk = get;
+	lo->lk = *lock;
+	lo->op = get ? HASHI_LOCK_GET : HASHI_LOCK_SET;
+	lo->flags = sleep ? HASHI_LOCK_WAIT : 0;
+	lo->type = lock->l_type == F_RDLCK ? HASHI_LOCK_RDLCK :
+		   lock->l_type == F_WRLCK ? HASHI_LOCK_WRLCK : HASHI_LOCK_UNLCK;
+	/* the kernel gives start and end (OFFSET_MAX: to the end) */
+	lo->start = (uint64_t)lock->l_start;
+	lo->len = lock->l_len == 0 || (uint64_t)lock->l_len >= (uint64_t)INT64_MAX - lo->start ?
+			  0 : (uint64_t)lock->l_len;
+	char *path = node_live_path(fs, ino);
+	if (!path) { /* unlinked: the open file's handle */
+		lock_use_file(lo, file_of(fi));
+		lock_send(lo);
+		return;
+	}
+	char *k = lockh_key(ino, fi->lock_owner);
+	pthread_mutex_lock(&fs->lock);
+	struct lockh *lh = g_hash_table_lookup(fs->locks, k);
+	bool opening = lh && !lh->f;
+	if (lh && lh->f)
+		lock_use_file(lo, lh->f);
+	if (!lh) {
+		if (lo->type == HASHI_LOCK_UNLCK || get) {
+			/* no lock held by this owner: nothing to release; a
+			 * test goes on the open file's handle */
+			pthread_mutex_unlock(&fs->lock);
+			g_free(k);
+			g_free(path);
+			lock_use_file(lo, file_of(fi));
+			if (lo->type == HASHI_LOCK_UNLCK && !get) {
+				fuse_reply_err(req, 0);
+				lock_op_unref(lo);
+			} else {
+				lock_send(lo);
+			}
+			return;
+		}
+		lh = g_new0(struct lockh, 1);
+		lh->ino = ino;
+		lh->owner = fi->lock_owner;
+		g_hash_table_insert(fs->locks, k, lh);
+		k = NULL;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	g_free(k);
+	if (opening) { /* (two threads of one owner at once: rare) */
+		g_free(path);
+		fuse_reply_err(req, EAGAIN);
+		lock_op_unref(lo);
+		return;
+	}
+	if (lo->hlen) {
+		g_free(path);
+		lock_send(lo);
+		return;
+	}
+	lo->lh = lh;
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_OPEN);
+	int acc = file_of(fi)->flags & O_ACCMODE; /* (fi->flags is not set for locks) */
+	struct sftp_attrs a;
+	attrs_clear(&a);
+	wire_put_cstring(sftp_msg_buf(m), path);
+	wire_put_u32(sftp_msg_buf(m), acc == O_RDONLY ? SSH_FXF_READ :
+				      acc == O_WRONLY ? SSH_FXF_WRITE : SSH_FXF_READ | SSH_FXF_WRITE);
+	attrs_put(sftp_msg_buf(m), &a);
+	g_free(path);
+	sftp_submit(fs->c, m, lockh_open_cb, lo);
+}
+
+static void fs_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock)
+{
+	posix_lock(req, ino, fi, lock, true, false);
+}
+
+static void fs_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
+		     int sleep)
+{
+	posix_lock(req, ino, fi, lock, false, sleep != 0);
+}
+
+static void fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	(void)ino;
+	struct lock_op *lo = g_new0(struct lock_op, 1);
+	lo->fs = fuse_req_userdata(req);
+	lo->req = req;
+	lo->refs = 1;
+	lo->op = HASHI_LOCK_FLOCK;
+	lo->flags = (op & LOCK_NB) ? 0 : HASHI_LOCK_WAIT;
+	int kind = op & ~LOCK_NB;
+	lo->type = kind == LOCK_SH ? HASHI_LOCK_RDLCK : kind == LOCK_EX ? HASHI_LOCK_WRLCK :
+								      HASHI_LOCK_UNLCK;
+	if (lo->type == HASHI_LOCK_UNLCK)
+		lo->flags = 0;
+	lock_use_file(lo, file_of(fi));
+	lock_send(lo);
+}
+
+/* The owner closed a descriptor of ino: its POSIX locks on it go (their
+ * handle is closed). */
+static void locks_flush(struct fs *fs, fuse_ino_t ino, uint64_t owner)
+{
+	char *k = lockh_key(ino, owner);
+	pthread_mutex_lock(&fs->lock);
+	struct lockh *lh = g_hash_table_lookup(fs->locks, k);
+	struct file *f = NULL;
+	if (lh && lh->f) {
+		f = lh->f;
+		g_hash_table_remove(fs->locks, k);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	g_free(k);
+	if (f)
+		file_discard(f);
+}
+
 /* ---- filesystem-wide ---------------------------------------------------- */
 
 static void statfs_cb(void *arg, struct sftp_reply *r)
@@ -2313,6 +2791,12 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want &= ~FUSE_CAP_SPLICE_WRITE;
+	/* Locks go to the server only when it can hold them (lock@hashi);
+	 * else the kernel keeps them locally, as with sshfs. */
+	if (has(fs->c, SFTP_HAS_HASHI_LOCK))
+		conn->want |= conn->capable & (FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	else
+		conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	log_debug("kernel: max_write %u, max_readahead %u, server max read %u, max write %u",
 		  conn->max_write, conn->max_readahead, sftp_client_max_read(fs->c),
 		  sftp_client_max_write(fs->c));
@@ -2358,6 +2842,15 @@ static const struct fuse_lowlevel_ops ops = {
 	.access = fs_access,
 	.create = fs_create,
 	.copy_file_range = fs_copy_file_range,
+	.getxattr = fs_getxattr,
+	.setxattr = fs_setxattr,
+	.listxattr = fs_listxattr,
+	.removexattr = fs_removexattr,
+	.getlk = fs_getlk,
+	.setlk = fs_setlk,
+	.flock = fs_flock,
+	.fallocate = fs_fallocate,
+	.lseek = fs_lseek,
 };
 
 const struct fuse_lowlevel_ops *fs_ops(void)
@@ -2409,6 +2902,7 @@ struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 	fs->by_ino = g_hash_table_new(ino_hash, ino_equal);
 	fs->by_path = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->by_sid = g_hash_table_new(sid_hash, sid_equal);
+	fs->locks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	fs->next_ino = FUSE_ROOT_ID + 1;
 	fs->cache = cache_new(&cfg->cache);
 	struct node *root = g_new0(struct node, 1);
@@ -2436,6 +2930,7 @@ void fs_free(struct fs *fs)
 	g_hash_table_destroy(fs->by_ino);
 	g_hash_table_destroy(fs->by_path);
 	g_hash_table_destroy(fs->by_sid);
+	g_hash_table_destroy(fs->locks);
 	cache_free(fs->cache);
 	g_hash_table_destroy(fs->opened);
 	files_free(fs->files);
