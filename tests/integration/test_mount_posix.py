@@ -269,32 +269,36 @@ def test_posix_and_flock_locks_reach_the_server(hm):
 def test_waiting_lock_does_not_block_the_mount(hm):
     def body(m, e):
         (m / "f").write_text("data")
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # holds the lock server-side until told
-            os.close(r)
-            fd = os.open(e / "f", os.O_RDWR)
-            fcntl.lockf(fd, fcntl.LOCK_EX)
-            os.write(w, b"1")
-            os.read(os.open(e / "go", os.O_RDONLY), 1)  # a FIFO
-            os._exit(0)
-        os.mkfifo(e / "go")
-        os.close(w)
-        assert os.read(r, 1) == b"1"
-        fd = os.open(m / "f", os.O_RDWR)
+        held_r, held_w = os.pipe()
+        go_r, go_w = os.pipe()
+        holder = os.fork()
+        if holder == 0:  # holds the lock server-side until told
+            code = 1
+            try:
+                fd = os.open(e / "f", os.O_RDWR)
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+                os.write(held_w, b"1")
+                os.read(go_r, 1)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(held_w)
+        assert os.read(held_r, 1) == b"1"
         waiter = os.fork()
         if waiter == 0:
-            fcntl.lockf(fd, fcntl.LOCK_EX)  # waits
-            os._exit(0)
+            code = 1
+            try:
+                fd = os.open(m / "f", os.O_RDWR)
+                fcntl.lockf(fd, fcntl.LOCK_EX)  # waits, then is granted
+                code = 0
+            finally:
+                os._exit(code)
         # meanwhile the mount answers
         assert (m / "f").read_text() == "data"
         os.listdir(m)
-        gofd = os.open(e / "go", os.O_WRONLY)
-        os.write(gofd, b"x")
-        os.close(gofd)
-        assert os.waitpid(pid, 0)[1] == 0
+        os.write(go_w, b"x")
+        assert os.waitpid(holder, 0)[1] == 0
         assert os.waitpid(waiter, 0)[1] == 0
-        os.close(fd)
     hm.run(body)
 
 
