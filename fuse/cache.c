@@ -280,6 +280,17 @@ static void put_attrs_common(struct cache *c, const char *path, const struct fat
 
 void cache_put_attrs(struct cache *c, const char *path, const struct fattr *a, uint64_t gen)
 {
+	/* A file with several names (full attributes tell) changes under
+	 * all of them at once: its attributes are not kept by name. */
+	if ((a->x.mask & (HATTR_NLINK | HATTR_TYPE)) == (HATTR_NLINK | HATTR_TYPE) &&
+	    a->x.nlink > 1 && !S_ISDIR(a->x.mode)) {
+		pthread_mutex_lock(&c->lock);
+		struct centry *e = g_hash_table_lookup(c->by_path, path);
+		if (e)
+			e->attrs_until = 0;
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	put_attrs_common(c, path, a, gen);
 }
 

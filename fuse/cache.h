@@ -71,6 +71,7 @@ uint64_t cache_gen(struct cache *c);
  * listing of its parent is CACHE_NOENT. */
 enum cache_result cache_get_attrs(struct cache *c, const char *path, struct fattr *a,
 				  double *ttl);
+/* (Not kept for a file known to have several names: hard links.) */
 void cache_put_attrs(struct cache *c, const char *path, const struct fattr *a, uint64_t gen);
 void cache_put_noent(struct cache *c, const char *path, uint64_t gen);
 
