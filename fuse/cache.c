@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "sftp-proto.h"
+
 /* One path. Each kind of data has its own deadline (0: not held). An entry
  * with no data left is a tombstone: it remembers when its path was last
  * changed, so that an older reply is not cached over the change. */
@@ -12,7 +14,7 @@ struct centry {
 	uint64_t inval_gen;      /* the generation of the path's last change */
 	double attrs_until;      /* attributes, or "no such file" */
 	bool noent;
-	struct sftp_attrs attrs;
+	struct fattr attrs;
 	double link_until;
 	char *link;
 	double dir_until;
@@ -32,6 +34,37 @@ struct cache {
 };
 
 #define CLEAN_INTERVAL 60.0
+
+void fattr_from_v3(struct fattr *f, const struct sftp_attrs *a)
+{
+	memset(f, 0, sizeof(*f));
+	f->v3 = *a;
+}
+
+void fattr_from_hattrs(struct fattr *f, const struct hattrs *h)
+{
+	memset(f, 0, sizeof(*f));
+	f->x = *h;
+	struct sftp_attrs *a = &f->v3;
+	if (h->mask & HATTR_SIZE) {
+		a->flags |= SSH_FILEXFER_ATTR_SIZE;
+		a->size = h->size;
+	}
+	if ((h->mask & (HATTR_UID | HATTR_GID)) == (HATTR_UID | HATTR_GID)) {
+		a->flags |= SSH_FILEXFER_ATTR_UIDGID;
+		a->uid = h->uid;
+		a->gid = h->gid;
+	}
+	if ((h->mask & (HATTR_TYPE | HATTR_MODE)) == (HATTR_TYPE | HATTR_MODE)) {
+		a->flags |= SSH_FILEXFER_ATTR_PERMISSIONS;
+		a->perm = h->mode;
+	}
+	if ((h->mask & (HATTR_ATIME | HATTR_MTIME)) == (HATTR_ATIME | HATTR_MTIME)) {
+		a->flags |= SSH_FILEXFER_ATTR_ACMODTIME;
+		a->atime = (uint32_t)h->atime.sec;
+		a->mtime = (uint32_t)h->mtime.sec;
+	}
+}
 
 static double now_s(void)
 {
@@ -189,7 +222,7 @@ static struct centry *listing_locked(struct cache *c, const char *dir, double no
 	return NULL;
 }
 
-enum cache_result cache_get_attrs(struct cache *c, const char *path, struct sftp_attrs *a,
+enum cache_result cache_get_attrs(struct cache *c, const char *path, struct fattr *a,
 				  double *ttl)
 {
 	if (!cache_enabled(c))
@@ -224,7 +257,7 @@ enum cache_result cache_get_attrs(struct cache *c, const char *path, struct sftp
 	return res;
 }
 
-static void put_attrs_common(struct cache *c, const char *path, const struct sftp_attrs *a,
+static void put_attrs_common(struct cache *c, const char *path, const struct fattr *a,
 			     uint64_t gen)
 {
 	double now = now_s();
@@ -235,7 +268,7 @@ static void put_attrs_common(struct cache *c, const char *path, const struct sft
 		if (a)
 			e->attrs = *a;
 		else
-			attrs_clear(&e->attrs);
+			memset(&e->attrs, 0, sizeof(e->attrs));
 		e->attrs_until = now + c->cfg.stat_timeout;
 		if (!a) {
 			link_drop(e);
@@ -245,8 +278,19 @@ static void put_attrs_common(struct cache *c, const char *path, const struct sft
 	pthread_mutex_unlock(&c->lock);
 }
 
-void cache_put_attrs(struct cache *c, const char *path, const struct sftp_attrs *a, uint64_t gen)
+void cache_put_attrs(struct cache *c, const char *path, const struct fattr *a, uint64_t gen)
 {
+	/* A file with several names (full attributes tell) changes under
+	 * all of them at once: its attributes are not kept by name. */
+	if ((a->x.mask & (HATTR_NLINK | HATTR_TYPE)) == (HATTR_NLINK | HATTR_TYPE) &&
+	    a->x.nlink > 1 && !S_ISDIR(a->x.mode)) {
+		pthread_mutex_lock(&c->lock);
+		struct centry *e = g_hash_table_lookup(c->by_path, path);
+		if (e)
+			e->attrs_until = 0;
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	put_attrs_common(c, path, a, gen);
 }
 
@@ -288,7 +332,7 @@ void cache_put_link(struct cache *c, const char *path, const char *target, uint6
 }
 
 bool cache_get_dir(struct cache *c, const char *dir,
-		   void (*each)(void *arg, const char *name, const struct sftp_attrs *a, double ttl),
+		   void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
 		   void *arg)
 {
 	if (!cache_enabled(c))

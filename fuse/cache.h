@@ -21,6 +21,20 @@
 #include <stdint.h>
 
 #include "attrs.h"
+#include "hattrs.h"
+
+/* A file's attributes as the client knows them: SFTP v3's (always filled),
+ * and, from a server with stat@hashi, the full set (x.mask != 0) from which
+ * v3 is derived. */
+struct fattr {
+	struct sftp_attrs v3;
+	struct hattrs x;
+};
+
+/* Only v3's (x.mask 0). */
+void fattr_from_v3(struct fattr *f, const struct sftp_attrs *a);
+/* Full attributes, and v3's made from them. */
+void fattr_from_hattrs(struct fattr *f, const struct hattrs *h);
 
 struct cache_config {
 	bool enabled;
@@ -55,9 +69,10 @@ uint64_t cache_gen(struct cache *c);
 /* Attributes of path (lstat). On CACHE_HIT *a is filled; *ttl (if not NULL)
  * is how many seconds the answer stays valid. A name missing from a valid
  * listing of its parent is CACHE_NOENT. */
-enum cache_result cache_get_attrs(struct cache *c, const char *path, struct sftp_attrs *a,
+enum cache_result cache_get_attrs(struct cache *c, const char *path, struct fattr *a,
 				  double *ttl);
-void cache_put_attrs(struct cache *c, const char *path, const struct sftp_attrs *a, uint64_t gen);
+/* (Not kept for a file known to have several names: hard links.) */
+void cache_put_attrs(struct cache *c, const char *path, const struct fattr *a, uint64_t gen);
 void cache_put_noent(struct cache *c, const char *path, uint64_t gen);
 
 /* A symlink's target (malloc'd into *target), or false. */
@@ -69,7 +84,7 @@ void cache_put_link(struct cache *c, const char *path, const char *target, uint6
  * call the cache); false (and no call) on a miss. The names are put with
  * their attributes first (cache_put_attrs). */
 bool cache_get_dir(struct cache *c, const char *dir,
-		   void (*each)(void *arg, const char *name, const struct sftp_attrs *a, double ttl),
+		   void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
 		   void *arg);
 void cache_put_dir(struct cache *c, const char *dir, const char *const *names, unsigned n,
 		   uint64_t gen);

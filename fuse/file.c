@@ -166,7 +166,7 @@ struct file *file_from_handle(struct files *fl, struct sftp_client *c, struct sf
 {
 	const uint8_t *h;
 	uint32_t hlen;
-	if (r->type != SSH_FXP_HANDLE || wire_get_string(&r->body, &h, &hlen) || hlen == 0 ||
+	if ((r->type != SSH_FXP_HANDLE && r->type != SSH_FXP_EXTENDED_REPLY) || wire_get_string(&r->body, &h, &hlen) || hlen == 0 ||
 	    hlen > SFTP_MAX_HANDLE_LEN) {
 		log_error("malformed HANDLE reply from the server");
 		return NULL;

@@ -3,12 +3,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,9 +24,17 @@
 
 struct file;
 
+/* A file's identity on the server (full attributes give it). */
+struct sid {
+	uint64_t dev, ino;
+};
+
 struct node {
 	fuse_ino_t ino;
 	char *path;        /* remote path (the last one it had, once unlinked) */
+	GSList *aliases;   /* char *: its other names (hard links), in by_path too */
+	struct sid sid;    /* by_sid's key when has_sid */
+	bool has_sid;
 	uint64_t nlookup;
 	bool unlinked;     /* its name is gone: reach it through an open handle */
 	GSList *files;     /* struct file *: its open handles */
@@ -37,8 +48,11 @@ struct fs {
 	pthread_mutex_t lock;       /* guards the inode table */
 	GHashTable *by_ino;         /* fuse_ino_t -> struct node */
 	GHashTable *by_path;        /* path -> struct node (live paths only) */
+	GHashTable *by_sid;         /* struct sid -> struct node (live, not directories):
+				     * two names of one file are one inode */
 	fuse_ino_t next_ino;
 	struct cache *cache;        /* attributes, listings, link targets */
+	GHashTable *locks;          /* "ino:owner" -> struct lockh: POSIX lock handles */
 };
 
 static char *join_path(const char *dir, const char *name)
@@ -112,17 +126,54 @@ static char *child_path(struct fs *fs, fuse_ino_t parent, const char *name)
 	return p;
 }
 
-/* Find or make the node for path and count one more kernel reference. */
-static fuse_ino_t node_ref(struct fs *fs, const char *path)
+static bool fattr_sid(const struct fattr *a, struct sid *sid)
 {
+	const uint32_t need = HATTR_INO | HATTR_DEV | HATTR_TYPE;
+	if (!a || (a->x.mask & need) != need || S_ISDIR(a->x.mode))
+		return false;
+	sid->dev = ((uint64_t)a->x.dev_major << 32) | a->x.dev_minor;
+	sid->ino = a->x.ino;
+	return true;
+}
+
+static void sid_forget_locked(struct fs *fs, struct node *n)
+{
+	if (n->has_sid && g_hash_table_lookup(fs->by_sid, &n->sid) == n)
+		g_hash_table_remove(fs->by_sid, &n->sid);
+	n->has_sid = false;
+}
+
+/* Find or make the node for path (whose attributes are a, or NULL) and
+ * count one more kernel reference. A new name of a file the table knows
+ * by its server identity (a hard link) becomes that node's alias. */
+static fuse_ino_t node_ref(struct fs *fs, const char *path, const struct fattr *a)
+{
+	struct sid sid;
+	bool have_sid = fattr_sid(a, &sid);
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = g_hash_table_lookup(fs->by_path, path);
+	if (!n && have_sid) {
+		n = g_hash_table_lookup(fs->by_sid, &sid);
+		if (n && !n->unlinked) {
+			char *alias = g_strdup(path);
+			n->aliases = g_slist_prepend(n->aliases, alias);
+			g_hash_table_insert(fs->by_path, alias, n);
+		} else {
+			n = NULL;
+		}
+	}
 	if (!n) {
 		n = g_new0(struct node, 1);
 		n->ino = fs->next_ino++;
 		n->path = g_strdup(path);
 		g_hash_table_insert(fs->by_ino, &n->ino, n);
 		g_hash_table_insert(fs->by_path, n->path, n);
+	}
+	if (have_sid && (!n->has_sid || n->sid.dev != sid.dev || n->sid.ino != sid.ino)) {
+		sid_forget_locked(fs, n);
+		n->sid = sid;
+		n->has_sid = true;
+		g_hash_table_replace(fs->by_sid, &n->sid, n);
 	}
 	n->nlookup++;
 	fuse_ino_t ino = n->ino;
@@ -135,6 +186,11 @@ static void node_drop_locked(struct fs *fs, struct node *n)
 	g_slist_free(n->files);
 	if (n->path && g_hash_table_lookup(fs->by_path, n->path) == n)
 		g_hash_table_remove(fs->by_path, n->path);
+	for (GSList *l = n->aliases; l; l = l->next)
+		if (g_hash_table_lookup(fs->by_path, l->data) == n)
+			g_hash_table_remove(fs->by_path, l->data);
+	g_slist_free_full(n->aliases, g_free);
+	sid_forget_locked(fs, n);
 	g_hash_table_remove(fs->by_ino, &n->ino);
 	g_free(n->path);
 	g_free(n);
@@ -154,67 +210,164 @@ static void node_forget(struct fs *fs, fuse_ino_t ino, uint64_t count)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-/* The name at path no longer names the node that had it. */
+/* The name path no longer names its node: one of its other names takes
+ * over, or the node is unlinked. */
+static void detach_locked(struct fs *fs, const char *path)
+{
+	struct node *n = g_hash_table_lookup(fs->by_path, path);
+	if (!n)
+		return;
+	g_hash_table_remove(fs->by_path, path);
+	if (strcmp(n->path, path) != 0) {
+		GSList *l = g_slist_find_custom(n->aliases, path, (GCompareFunc)strcmp);
+		if (l) {
+			g_free(l->data);
+			n->aliases = g_slist_delete_link(n->aliases, l);
+		}
+		return;
+	}
+	if (n->aliases) {
+		g_free(n->path);
+		n->path = n->aliases->data; /* (already by_path's key) */
+		n->aliases = g_slist_delete_link(n->aliases, n->aliases);
+		return;
+	}
+	n->unlinked = true;
+	sid_forget_locked(fs, n);
+}
+
 static void node_detach(struct fs *fs, const char *path)
 {
 	pthread_mutex_lock(&fs->lock);
-	struct node *n = g_hash_table_lookup(fs->by_path, path);
-	if (n) {
-		g_hash_table_remove(fs->by_path, path);
-		n->unlinked = true;
-	}
+	detach_locked(fs, path);
 	pthread_mutex_unlock(&fs->lock);
 }
 
 /* A rename: the node at newpath (if any) is replaced; old and everything
- * below it move. */
+ * below it move (each name: a node's path or one of its aliases). */
 static void node_rename(struct fs *fs, const char *oldpath, const char *newpath)
 {
 	size_t ol = strlen(oldpath);
 	pthread_mutex_lock(&fs->lock);
-	struct node *victim = g_hash_table_lookup(fs->by_path, newpath);
-	if (victim) {
-		g_hash_table_remove(fs->by_path, newpath);
-		victim->unlinked = true;
-	}
-	GPtrArray *moved = g_ptr_array_new();
+	detach_locked(fs, newpath);
+	GPtrArray *keys = g_ptr_array_new(), *nodes = g_ptr_array_new();
 	GHashTableIter it;
 	gpointer key, val;
 	g_hash_table_iter_init(&it, fs->by_path);
 	while (g_hash_table_iter_next(&it, &key, &val)) {
-		struct node *n = val;
-		if (strncmp(n->path, oldpath, ol) == 0 && (n->path[ol] == '\0' || n->path[ol] == '/')) {
-			g_ptr_array_add(moved, n);
-			g_hash_table_iter_remove(&it);
+		const char *k = key;
+		if (strncmp(k, oldpath, ol) == 0 && (k[ol] == '\0' || k[ol] == '/')) {
+			g_ptr_array_add(keys, key);
+			g_ptr_array_add(nodes, val);
+			g_hash_table_iter_steal(&it);
 		}
 	}
-	for (guint i = 0; i < moved->len; i++) {
-		struct node *n = moved->pdata[i];
-		char *np = g_strconcat(newpath, n->path + ol, NULL);
-		g_free(n->path);
-		n->path = np;
-		struct node *other = g_hash_table_lookup(fs->by_path, np);
-		if (other) {
-			g_hash_table_remove(fs->by_path, np);
-			other->unlinked = true;
+	for (guint i = 0; i < keys->len; i++) {
+		struct node *n = nodes->pdata[i];
+		char *old = keys->pdata[i];
+		char *np = g_strconcat(newpath, old + ol, NULL);
+		if (old == n->path) {
+			n->path = np;
+		} else {
+			GSList *l = g_slist_find(n->aliases, old);
+			if (l)
+				l->data = np;
 		}
-		g_hash_table_insert(fs->by_path, n->path, n);
+		g_free(old);
+		detach_locked(fs, np);
+		g_hash_table_insert(fs->by_path, np, n);
 	}
-	g_ptr_array_free(moved, TRUE);
+	g_ptr_array_free(keys, TRUE);
+	g_ptr_array_free(nodes, TRUE);
 	pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- attributes from the server: full ones where it has stat@hashi ---- */
+
+static bool has(struct sftp_client *c, uint32_t ext)
+{
+	return (sftp_client_exts(c) & ext) != 0;
+}
+
+static void stat_send(struct sftp_client *c, const char *path, const uint8_t *h, uint32_t hlen,
+		      uint32_t flags, uint8_t v3_type, sftp_cb cb, void *arg)
+{
+	if (!has(c, SFTP_HAS_HASHI_STAT)) {
+		if (h)
+			sftp_handle_req(c, v3_type, h, hlen, cb, arg);
+		else
+			sftp_path_req(c, v3_type, path, cb, arg);
+		return;
+	}
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_STAT);
+	sftp_target_put(sftp_msg_buf(m), path, h, hlen, flags);
+	sftp_submit(c, m, cb, arg);
+}
+
+/* LSTAT */
+static void stat_path(struct sftp_client *c, const char *path, sftp_cb cb, void *arg)
+{
+	stat_send(c, path, NULL, 0, HASHI_TARGET_NOFOLLOW, SSH_FXP_LSTAT, cb, arg);
+}
+
+/* STAT */
+static void stat_path_follow(struct sftp_client *c, const char *path, sftp_cb cb, void *arg)
+{
+	stat_send(c, path, NULL, 0, 0, SSH_FXP_STAT, cb, arg);
+}
+
+/* FSTAT */
+static void stat_handle(struct sftp_client *c, const uint8_t *h, uint32_t hlen, sftp_cb cb,
+			void *arg)
+{
+	stat_send(c, NULL, h, hlen, 0, SSH_FXP_FSTAT, cb, arg);
+}
+
+/* The attributes of an ATTRS reply, or of a hashi reply whose (next) field
+ * is a hattrs string. */
+static int reply_fattr(struct sftp_reply *r, struct fattr *f)
+{
+	if (r->type == SSH_FXP_EXTENDED_REPLY) {
+		struct hattrs h;
+		if (hattrs_get(&r->body, &h)) {
+			log_error("malformed attributes from the server");
+			return -1;
+		}
+		fattr_from_hattrs(f, &h);
+		return 0;
+	}
+	struct sftp_attrs a;
+	if (sftp_reply_attrs(r, &a))
+		return -1;
+	fattr_from_v3(f, &a);
+	return 0;
 }
 
 /* ---- attributes --------------------------------------------------------- */
 
-static void fill_stat(struct fs *fs, const struct sftp_attrs *a, fuse_ino_t ino, struct stat *st)
+/* Full attributes give the server's inode number, link count, devices,
+ * nanosecond times and blocks; SFTP v3's leave them to be made up, as
+ * sshfs does. */
+static void fill_stat(struct fs *fs, const struct fattr *f, fuse_ino_t ino, struct stat *st)
 {
+	const struct sftp_attrs *a = &f->v3;
 	memset(st, 0, sizeof(*st));
-	attrs_to_stat(a, st);
-	st->st_ino = ino;
-	st->st_nlink = 1;
-	st->st_blksize = 4096;
-	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
-	st->st_ctim = st->st_mtim;
+	if (f->x.mask) {
+		hattrs_to_stat(&f->x, st);
+		if (!(f->x.mask & HATTR_INO))
+			st->st_ino = ino;
+		if (!(f->x.mask & HATTR_NLINK))
+			st->st_nlink = 1;
+		if (!(f->x.mask & HATTR_BLKSIZE))
+			st->st_blksize = 4096;
+	} else {
+		attrs_to_stat(a, st);
+		st->st_ino = ino;
+		st->st_nlink = 1;
+		st->st_blksize = 4096;
+		st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+		st->st_ctim = st->st_mtim;
+	}
 	if (fs->cfg.idmap) {
 		st->st_uid = idmap_uid_to_local(fs->cfg.idmap, a->uid);
 		st->st_gid = idmap_gid_to_local(fs->cfg.idmap, a->gid);
@@ -277,13 +430,13 @@ static void add_unknown(uint32_t *v, size_t *n, uint32_t id)
 		v[(*n)++] = id;
 }
 
-static void ensure_ids(struct fs *fs, const struct sftp_attrs *a, size_t count, size_t stride,
+static void ensure_ids(struct fs *fs, const struct fattr *a, size_t count, size_t stride,
 		       void (*then)(void *), void *arg)
 {
 	struct idmap *m = fs->cfg.idmap;
 	struct ids_wait *w = NULL;
 	for (size_t i = 0; m && i < count; i++) {
-		const struct sftp_attrs *x = (const void *)((const char *)a + i * stride);
+		const struct sftp_attrs *x = &((const struct fattr *)(const void *)((const char *)a + i * stride))->v3;
 		if (!(x->flags & SSH_FILEXFER_ATTR_UIDGID))
 			continue;
 		bool ku = idmap_uid_known(m, x->uid), kg = idmap_gid_known(m, x->gid);
@@ -375,12 +528,13 @@ struct op {
 	int step;
 	struct fuse_file_info fi;
 	struct file *file;
-	struct sftp_attrs attrs;
+	struct fattr attrs;
 	int to_set;
 	mode_t mode;
 	uint64_t gen;          /* cache generation when the request was sent */
+	uint64_t off, len;     /* fallocate, lseek */
 	double ttl;            /* attrs from our cache: seconds left; fresh: < 0 */
-	struct sftp_attrs cur; /* setattr: the attributes before it */
+	struct fattr cur; /* setattr: the attributes before it */
 	bool have_cur;
 	bool lookup;           /* a LOOKUP: "no such file" is a negative entry */
 };
@@ -405,7 +559,7 @@ static double kernel_timeout(double configured, double ttl)
 static void lstat_req(struct op *o, sftp_cb cb)
 {
 	o->gen = cache_gen(o->fs->cache);
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, cb, o);
+	stat_path(o->fs->c, o->path, cb, o);
 }
 
 static void op_free(struct op *o)
@@ -444,11 +598,11 @@ static int reply_errno(struct sftp_reply *r)
 
 /* ---- entry replies (lookup, mkdir, symlink, link, create) ---------------- */
 
-static void reply_entry_from_attrs(struct op *o, const struct sftp_attrs *a, const char *path)
+static void reply_entry_from_attrs(struct op *o, const struct fattr *a, const char *path)
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
-	e.ino = node_ref(o->fs, path);
+	e.ino = node_ref(o->fs, path, a);
 	e.generation = 1;
 	fill_stat(o->fs, a, e.ino, &e.attr);
 	e.attr_timeout = kernel_timeout(o->fs->cfg.attr_timeout, o->ttl);
@@ -482,7 +636,7 @@ static void entry_finish(void *arg)
 static void entry_lstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
+	if (r->err || reply_fattr(r, &o->attrs)) {
 		int err = r->err ? reply_errno(r) : EIO;
 		if (err == ENOENT && r->type == SSH_FXP_STATUS)
 			cache_put_noent(o->fs->cache, o->path, o->gen);
@@ -551,7 +705,7 @@ static void attr_finish(void *arg)
 static void attr_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
+	if (r->err || reply_fattr(r, &o->attrs)) {
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
@@ -573,12 +727,12 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	o->gen = cache_gen(o->fs->cache);
 	if (fi && fi->fh) {
 		struct file *f = file_of(fi);
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, f->handle, f->hlen, attr_cb, o);
+		stat_handle(o->fs->c, f->handle, f->hlen, attr_cb, o);
 		return;
 	}
 	if (node_unlinked_handle(o->fs, ino, &o->tmpfile)) {
 		o->unlinked = true;
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->tmpfile.handle, o->tmpfile.hlen, attr_cb, o);
+		stat_handle(o->fs->c, o->tmpfile.handle, o->tmpfile.hlen, attr_cb, o);
 		return;
 	}
 	o->path = node_path(o->fs, ino);
@@ -586,19 +740,19 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		reply_err_free(o, ESTALE);
 		return;
 	}
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, attr_cb, o);
+	stat_path(o->fs->c, o->path, attr_cb, o);
 }
 
 static void setattr_send(struct op *o);
-static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh);
+static void setattr_with_current(struct op *o, const struct fattr *c, bool fresh);
 
 /* Step 0 of a setattr that needs the current attributes (to complete a
  * half-given owner or time pair, and to know whether it is a symlink). */
 static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs cur;
-	if (r->err || sftp_reply_attrs(r, &cur)) {
+	struct fattr cur;
+	if (r->err || reply_fattr(r, &cur)) {
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
@@ -608,25 +762,25 @@ static void setattr_stat_cb(void *arg, struct sftp_reply *r)
 /* cur: the attributes before; fresh: from the server for this request
  * (then the answer can be made from them: a local change shows what the
  * server has, not what we cached). */
-static void setattr_with_current(struct op *o, const struct sftp_attrs *c, bool fresh)
+static void setattr_with_current(struct op *o, const struct fattr *c, bool fresh)
 {
-	struct sftp_attrs cur = *c;
+	struct fattr cur = *c;
 	o->cur = cur;
 	o->have_cur = fresh;
-	struct sftp_attrs *a = &o->attrs;
+	struct sftp_attrs *a = &o->attrs.v3;
 	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    !(o->to_set & FUSE_SET_ATTR_UID))
-		a->uid = cur.uid;
+		a->uid = cur.v3.uid;
 	if ((o->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    !(o->to_set & FUSE_SET_ATTR_GID))
-		a->gid = cur.gid;
+		a->gid = cur.v3.gid;
 	if ((o->to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
 	    !(o->to_set & FUSE_SET_ATTR_ATIME))
-		a->atime = cur.atime;
+		a->atime = cur.v3.atime;
 	if ((o->to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
 	    !(o->to_set & FUSE_SET_ATTR_MTIME))
-		a->mtime = cur.mtime;
-	o->mode = (mode_t)cur.perm;
+		a->mtime = cur.v3.mtime;
+	o->mode = (mode_t)cur.v3.perm;
 	setattr_send(o);
 }
 
@@ -639,25 +793,25 @@ static bool setattr_result(struct op *o)
 {
 	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID |
 			      SSH_FILEXFER_ATTR_ACMODTIME;
-	struct sftp_attrs n = o->cur;
-	const struct sftp_attrs *a = &o->attrs;
-	if (!o->have_cur || (n.flags & need) != need || S_ISLNK(n.perm) ||
+	struct fattr n = o->cur;
+	const struct sftp_attrs *a = &o->attrs.v3;
+	if (!o->have_cur || (n.v3.flags & need) != need || S_ISLNK(n.v3.perm) ||
 	    (a->flags & SSH_FILEXFER_ATTR_SIZE) || a->flags == 0)
 		return false;
 	if (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) {
 		if (a->perm & (S_ISUID | S_ISGID))
 			return false;
-		n.perm = (n.perm & S_IFMT) | (a->perm & 07777);
+		n.v3.perm = (n.v3.perm & S_IFMT) | (a->perm & 07777);
 	}
 	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
-		if (n.perm & (S_ISUID | S_ISGID))
+		if (n.v3.perm & (S_ISUID | S_ISGID))
 			return false;
-		n.uid = a->uid;
-		n.gid = a->gid;
+		n.v3.uid = a->uid;
+		n.v3.gid = a->gid;
 	}
 	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
-		n.atime = a->atime;
-		n.mtime = a->mtime;
+		n.v3.atime = a->atime;
+		n.v3.mtime = a->mtime;
 	}
 	o->attrs = n;
 	return true;
@@ -691,9 +845,9 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 	/* Answer with what the server has now. */
 	o->gen = cache_gen(o->fs->cache);
 	if (o->file)
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, attr_cb, o);
+		stat_handle(o->fs->c, o->file->handle, o->file->hlen, attr_cb, o);
 	else
-		sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, attr_cb, o);
+		stat_path(o->fs->c, o->path, attr_cb, o);
 }
 
 /* FSETSTAT and the FSTAT for the answer, sent together: one round trip. */
@@ -730,7 +884,7 @@ static void fset_set_cb(void *arg, struct sftp_reply *r)
 static void fset_stat_cb(void *arg, struct sftp_reply *r)
 {
 	struct fset_join *j = arg;
-	j->stat_err = r->err ? reply_errno(r) : sftp_reply_attrs(r, &j->o->attrs);
+	j->stat_err = r->err ? reply_errno(r) : reply_fattr(r, &j->o->attrs);
 	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
 		fset_join_done(j);
 }
@@ -741,15 +895,15 @@ static void setattr_send(struct op *o)
 	if (o->file) {
 		m = sftp_msg_new(SSH_FXP_FSETSTAT);
 		wire_put_string(sftp_msg_buf(m), o->file->handle, o->file->hlen);
-		attrs_put(sftp_msg_buf(m), &o->attrs);
+		attrs_put(sftp_msg_buf(m), &o->attrs.v3);
 		struct fset_join *j = g_new0(struct fset_join, 1);
 		j->o = o;
 		j->left = 2;
 		sftp_submit(o->fs->c, m, fset_set_cb, j);
-		sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen, fset_stat_cb, j);
+		stat_handle(o->fs->c, o->file->handle, o->file->hlen, fset_stat_cb, j);
 		return;
 	} else if (S_ISLNK(o->mode) && (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT) &&
-		   !(o->attrs.flags & SSH_FILEXFER_ATTR_SIZE)) {
+		   !(o->attrs.v3.flags & SSH_FILEXFER_ATTR_SIZE)) {
 		/* A symlink's own attributes, not its target's. */
 		m = sftp_msg_new_ext(SFTP_EXT_LSETSTAT);
 		wire_put_cstring(sftp_msg_buf(m), o->path);
@@ -757,7 +911,7 @@ static void setattr_send(struct op *o)
 		m = sftp_msg_new(SSH_FXP_SETSTAT);
 		wire_put_cstring(sftp_msg_buf(m), o->path);
 	}
-	attrs_put(sftp_msg_buf(m), &o->attrs);
+	attrs_put(sftp_msg_buf(m), &o->attrs.v3);
 	sftp_submit(o->fs->c, m, setattr_done_cb, o);
 }
 
@@ -768,11 +922,90 @@ static uint32_t now_or(const struct timespec *ts, bool now)
 	return (uint32_t)ts->tv_sec;
 }
 
+/* setstat@hashi: nanosecond times, UTIME_NOW and UTIME_OMIT as asked, a
+ * symlink's own owner and times; its reply is the attributes after. */
+static void setattr_hashi_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (o->path)
+		cache_invalidate(o->fs->cache, o->path);
+	if (r->err || reply_fattr(r, &o->attrs)) {
+		reply_err_free(o, r->err ? reply_errno(r) : EIO);
+		return;
+	}
+	o->path2 = node_live_path(o->fs, o->ino);
+	if (o->path2)
+		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+}
+
+static void set_time(struct hsetattr *hs, bool now, const struct timespec *ts, uint32_t bit,
+		     uint32_t now_bit, struct hattrs_time *t)
+{
+	if (now) {
+		hs->valid |= now_bit;
+		return;
+	}
+	hs->valid |= bit;
+	t->sec = ts->tv_sec;
+	t->nsec = (uint32_t)ts->tv_nsec;
+}
+
+static void setattr_hashi(struct op *o, const struct stat *attr, bool own_handle)
+{
+	int to_set = o->to_set;
+	struct hsetattr hs;
+	memset(&hs, 0, sizeof(hs));
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		hs.valid |= HSET_SIZE;
+		hs.size = (uint64_t)attr->st_size;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		hs.valid |= HSET_MODE;
+		hs.mode = attr->st_mode & 07777;
+	}
+	struct idmap *m = o->fs->cfg.idmap;
+	if (to_set & FUSE_SET_ATTR_UID) {
+		hs.valid |= HSET_UID;
+		hs.uid = (uint32_t)attr->st_uid;
+		if (m && idmap_uid_to_remote(m, attr->st_uid, &hs.uid) < 0) {
+			reply_err_free(o, EPERM);
+			return;
+		}
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		hs.valid |= HSET_GID;
+		hs.gid = (uint32_t)attr->st_gid;
+		if (m && idmap_gid_to_remote(m, attr->st_gid, &hs.gid) < 0) {
+			reply_err_free(o, EPERM);
+			return;
+		}
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		set_time(&hs, to_set & FUSE_SET_ATTR_ATIME_NOW, &attr->st_atim, HSET_ATIME,
+			 HSET_ATIME_NOW, &hs.atime);
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		set_time(&hs, to_set & FUSE_SET_ATTR_MTIME_NOW, &attr->st_mtim, HSET_MTIME,
+			 HSET_MTIME_NOW, &hs.mtime);
+	/* The caller's own handle (behind its writes), an unlinked file's, or
+	 * another open handle unless it cannot truncate; else the path, the
+	 * link itself. */
+	bool by_handle = o->file && (own_handle || !o->path ||
+				     !(hs.valid & HSET_SIZE) || (o->file->flags & O_ACCMODE) != O_RDONLY);
+	struct sftp_msg *msg = sftp_msg_new_ext(SFTP_EXT_HASHI_SETSTAT);
+	if (by_handle)
+		sftp_target_put(sftp_msg_buf(msg), NULL, o->file->handle, o->file->hlen, 0);
+	else
+		sftp_target_put(sftp_msg_buf(msg), o->path, NULL, 0, HASHI_TARGET_NOFOLLOW);
+	hsetattr_put(sftp_msg_buf(msg), &hs);
+	sftp_submit(by_handle ? o->file->c : o->fs->c, msg, setattr_hashi_cb, o);
+}
+
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
 	struct op *o = op_new(req);
-	struct sftp_attrs *a = &o->attrs;
+	struct sftp_attrs *a = &o->attrs.v3;
 	o->ino = ino;
 	o->to_set = to_set;
 	o->path = node_path(o->fs, ino);
@@ -783,6 +1016,10 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		o->file = &o->tmpfile;
 	if (!o->path && !o->file) {
 		reply_err_free(o, ESTALE);
+		return;
+	}
+	if (has(o->fs->c, SFTP_HAS_HASHI_SETSTAT)) {
+		setattr_hashi(o, attr, fi && fi->fh);
 		return;
 	}
 	attrs_clear(a);
@@ -825,16 +1062,16 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	bool may_be_link = !o->file && !(to_set & FUSE_SET_ATTR_SIZE);
 	if (half_owner || half_time || may_be_link) {
 		/* What the cache knows completes a pair and tells a symlink. */
-		struct sftp_attrs cur;
+		struct fattr cur;
 		if (!o->file && cache_get_attrs(o->fs->cache, o->path, &cur, NULL) == CACHE_HIT) {
 			setattr_with_current(o, &cur, false);
 			return;
 		}
 		if (o->file)
-			sftp_handle_req(o->fs->c, SSH_FXP_FSTAT, o->file->handle, o->file->hlen,
+			stat_handle(o->fs->c, o->file->handle, o->file->hlen,
 					setattr_stat_cb, o);
 		else
-			sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, setattr_stat_cb, o);
+			stat_path(o->fs->c, o->path, setattr_stat_cb, o);
 		return;
 	}
 	setattr_send(o);
@@ -927,9 +1164,9 @@ enum refine { REFINE_CREATE, REFINE_RMDIR, REFINE_UNLINK };
 static void refine_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
+	struct fattr a;
 	int err = EPERM;
-	bool exists = r->err == 0 && sftp_reply_attrs(r, &a) == 0;
+	bool exists = r->err == 0 && reply_fattr(r, &a) == 0;
 	switch (o->step) {
 	case REFINE_CREATE:
 		if (exists)
@@ -937,10 +1174,10 @@ static void refine_cb(void *arg, struct sftp_reply *r)
 		break;
 	case REFINE_RMDIR:
 		if (exists)
-			err = S_ISDIR(a.perm) ? ENOTEMPTY : ENOTDIR;
+			err = S_ISDIR(a.v3.perm) ? ENOTEMPTY : ENOTDIR;
 		break;
 	case REFINE_UNLINK:
-		if (exists && S_ISDIR(a.perm))
+		if (exists && S_ISDIR(a.v3.perm))
 			err = EISDIR;
 		break;
 	}
@@ -949,10 +1186,10 @@ static void refine_cb(void *arg, struct sftp_reply *r)
 
 static bool failure_refined(struct op *o, struct sftp_reply *r, enum refine how, const char *path)
 {
-	if (r->type != SSH_FXP_STATUS || r->status != SSH_FX_FAILURE)
+	if (r->type != SSH_FXP_STATUS || r->status != SSH_FX_FAILURE || r->sys_errno)
 		return false;
 	o->step = how;
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, path, refine_cb, o);
+	stat_path(o->fs->c, path, refine_cb, o);
 	return true;
 }
 
@@ -975,12 +1212,73 @@ static void make_entry_cb(void *arg, struct sftp_reply *r)
 	lstat_req(o, entry_lstat_cb);
 }
 
+/* The owner a new file gets on a hashi server: the caller's, when the
+ * caller is not the mount's owner (allow_other; only a root server can
+ * give it), else the server's default (HASHI_ID_NONE). */
+static void caller_owner(struct op *o, uint32_t *uid, uint32_t *gid)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(o->req);
+	*uid = *gid = HASHI_ID_NONE;
+	if (ctx->uid == getuid() && ctx->gid == getgid())
+		return;
+	*uid = (uint32_t)ctx->uid;
+	*gid = (uint32_t)ctx->gid;
+	struct idmap *m = o->fs->cfg.idmap;
+	if (m && idmap_uid_to_remote(m, ctx->uid, uid) < 0)
+		*uid = HASHI_ID_NONE;
+	if (m && idmap_gid_to_remote(m, ctx->gid, gid) < 0)
+		*gid = HASHI_ID_NONE;
+}
+
+static void mknod_hashi_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (r->err) {
+		cache_invalidate_entry(o->fs->cache, o->path);
+		if (!failure_refined(o, r, REFINE_CREATE, o->path))
+			reply_err_free(o, reply_errno(r));
+		return;
+	}
+	cache_entry_added(o->fs->cache, o->path);
+	if (o->flags == O_DIRECTORY)
+		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
+	if (reply_fattr(r, &o->attrs)) {
+		reply_err_free(o, EIO);
+		return;
+	}
+	cache_put_attrs(o->fs->cache, o->path, &o->attrs, cache_gen(o->fs->cache));
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
+}
+
+/* mknod@hashi: any type, the exact mode (the caller's umask applied by
+ * the caller), the caller's owner. */
+static void mknod_hashi(struct op *o, mode_t mode, dev_t rdev, const char *target)
+{
+	uint32_t uid, gid;
+	caller_owner(o, &uid, &gid);
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_MKNOD);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_cstring(b, o->path);
+	wire_put_u32(b, (uint32_t)mode);
+	wire_put_u32(b, major(rdev));
+	wire_put_u32(b, minor(rdev));
+	wire_put_u32(b, uid);
+	wire_put_u32(b, gid);
+	wire_put_cstring(b, target ? target : "");
+	sftp_submit(o->fs->c, m, mknod_hashi_cb, o);
+}
+
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct op *o = op_new(req);
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
 		reply_err_free(o, errno);
+		return;
+	}
+	if (has(o->fs->c, SFTP_HAS_HASHI_MKNOD)) {
+		o->flags = O_DIRECTORY;
+		mknod_hashi(o, S_IFDIR | (mode & 07777 & ~fuse_req_ctx(req)->umask), 0, NULL);
 		return;
 	}
 	struct sftp_attrs a;
@@ -1000,6 +1298,10 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	o->path = child_path(o->fs, parent, name);
 	if (!o->path) {
 		reply_err_free(o, errno);
+		return;
+	}
+	if (has(o->fs->c, SFTP_HAS_HASHI_MKNOD)) {
+		mknod_hashi(o, S_IFLNK | 0777, 0, link);
 		return;
 	}
 	/* OpenSSH's argument order: target first, then the new link. */
@@ -1067,13 +1369,13 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void rename_refine_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
-	bool exists = r->err == 0 && sftp_reply_attrs(r, &a) == 0;
+	struct fattr a;
+	bool exists = r->err == 0 && reply_fattr(r, &a) == 0;
 	/* The target exists: for a no-replace rename that is EEXIST; a
 	 * directory over a non-empty one is ENOTEMPTY. */
 	int err = EPERM;
 	if (exists)
-		err = (o->flags & RENAME_NOREPLACE) ? EEXIST : (S_ISDIR(a.perm) ? ENOTEMPTY : EPERM);
+		err = (o->flags & RENAME_NOREPLACE) ? EEXIST : (S_ISDIR(a.v3.perm) ? ENOTEMPTY : EPERM);
 	reply_err_free(o, err);
 }
 
@@ -1083,8 +1385,8 @@ static void rename_cb(void *arg, struct sftp_reply *r)
 	if (r->err) {
 		cache_invalidate_entry(o->fs->cache, o->path);
 		cache_invalidate_entry(o->fs->cache, o->path2);
-		if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE) {
-			sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path2, rename_refine_cb, o);
+		if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE && !r->sys_errno) {
+			stat_path(o->fs->c, o->path2, rename_refine_cb, o);
 			return;
 		}
 		reply_err_free(o, reply_errno(r));
@@ -1148,7 +1450,7 @@ static void create_finish(void *arg);
 static void create_fstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	if (r->err || sftp_reply_attrs(r, &o->attrs)) {
+	if (r->err || reply_fattr(r, &o->attrs)) {
 		file_close_quietly(o->fs, o->file);
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
@@ -1160,10 +1462,10 @@ static void create_fstat_cb(void *arg, struct sftp_reply *r)
 static void create_finish(void *arg)
 {
 	struct op *o = arg;
-	const struct sftp_attrs a = o->attrs;
+	const struct fattr a = o->attrs;
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
-	e.ino = node_ref(o->fs, o->path);
+	e.ino = node_ref(o->fs, o->path, &a);
 	e.generation = 1;
 	fill_stat(o->fs, &a, e.ino, &e.attr);
 	e.attr_timeout = o->fs->cfg.attr_timeout;
@@ -1187,13 +1489,13 @@ struct seen {
 
 /* Whether the kernel may keep the pages it has of ino (a is its attributes
  * now, or NULL when unknown). */
-static bool keep_cache(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a)
+static bool keep_cache(struct fs *fs, fuse_ino_t ino, const struct fattr *a)
 {
 	if (fs->cfg.kernel_cache)
 		return true;
 	if (!fs->cfg.auto_cache || !a)
 		return false;
-	struct seen now = { a->size, a->mtime };
+	struct seen now = { a->v3.size, a->v3.mtime };
 	pthread_mutex_lock(&fs->lock);
 	struct seen *old = g_hash_table_lookup(fs->opened, &ino);
 	bool same = old && old->size == now.size && old->mtime == now.mtime;
@@ -1241,14 +1543,14 @@ static void open_done(struct open_join *j)
 			reply_err_free(o, err);
 			return;
 		}
-		bool usable = j->have_attrs && (o->attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
-			      S_ISREG(o->attrs.perm);
+		bool usable = j->have_attrs && (o->attrs.v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
+			      S_ISREG(o->attrs.v3.perm);
 		g_free(j);
 		if (usable) {
 			cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 			ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), create_finish, o);
 		} else {
-			sftp_handle_req(o->file->c, SSH_FXP_FSTAT, o->file->handle,
+			stat_handle(o->file->c, o->file->handle,
 					o->file->hlen, create_fstat_cb, o);
 		}
 		return;
@@ -1284,6 +1586,8 @@ static void join_open_cb(void *arg, struct sftp_reply *r)
 		o->file = file_from_handle(o->fs->files, j->conn, r, o->ino, o->flags);
 		if (!o->file)
 			j->open_err = EIO;
+		else if (r->type == SSH_FXP_EXTENDED_REPLY) /* open@hashi: attributes too */
+			j->have_attrs = reply_fattr(r, &o->attrs) == 0;
 	}
 	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
 		open_done(j);
@@ -1292,7 +1596,7 @@ static void join_open_cb(void *arg, struct sftp_reply *r)
 static void join_lstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct open_join *j = arg;
-	j->have_attrs = r->err == 0 && sftp_reply_attrs(r, &j->o->attrs) == 0;
+	j->have_attrs = r->err == 0 && reply_fattr(r, &j->o->attrs) == 0;
 	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) == 0)
 		open_done(j);
 }
@@ -1309,19 +1613,35 @@ static void send_open(struct op *o, mode_t mode, bool with_mode)
 	 * stays with the names (so that a stat after a write sees it). */
 	bool reading = (o->flags & O_ACCMODE) == O_RDONLY && !(o->flags & (O_CREAT | O_TRUNC));
 	struct sftp_client *conn = reading ? sftp_client_pick(o->fs->c) : o->fs->c;
-	struct sftp_msg *m = sftp_msg_new(SSH_FXP_OPEN);
-	wire_put_cstring(sftp_msg_buf(m), o->path);
-	wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
-	attrs_put(sftp_msg_buf(m), &a);
+	/* open@hashi: the exact mode and the caller's owner for a file it
+	 * creates, and the attributes in its reply */
+	bool hashi = o->step == 1 && has(conn, SFTP_HAS_HASHI_OPEN);
+	struct sftp_msg *m;
+	if (hashi) {
+		uint32_t uid, gid;
+		caller_owner(o, &uid, &gid);
+		m = sftp_msg_new_ext(SFTP_EXT_HASHI_OPEN);
+		wire_put_cstring(sftp_msg_buf(m), o->path);
+		wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
+		wire_put_u32(sftp_msg_buf(m), mode & 07777);
+		wire_put_u32(sftp_msg_buf(m), uid);
+		wire_put_u32(sftp_msg_buf(m), gid);
+	} else {
+		m = sftp_msg_new(SSH_FXP_OPEN);
+		wire_put_cstring(sftp_msg_buf(m), o->path);
+		wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
+		attrs_put(sftp_msg_buf(m), &a);
+	}
 	struct open_join *j = g_new0(struct open_join, 1);
 	j->o = o;
 	j->conn = conn;
-	bool with_lstat = o->step == 1 || (o->fs->cfg.auto_cache && !o->fs->cfg.kernel_cache);
+	bool with_lstat = !hashi &&
+			  (o->step == 1 || (o->fs->cfg.auto_cache && !o->fs->cfg.kernel_cache));
 	j->left = with_lstat ? 2 : 1;
 	o->gen = cache_gen(o->fs->cache);
 	sftp_submit(conn, m, join_open_cb, j);
 	if (with_lstat)
-		sftp_path_req(conn, SSH_FXP_LSTAT, o->path, join_lstat_cb, j);
+		stat_path(conn, o->path, join_lstat_cb, j);
 }
 
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -1375,12 +1695,21 @@ static void mknod_open_cb(void *arg, struct sftp_reply *r)
 	uint32_t hlen;
 	if (r->type == SSH_FXP_HANDLE && !wire_get_string(&r->body, &h, &hlen))
 		sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, h, hlen, ignore_cb, NULL);
-	sftp_path_req(o->fs->c, SSH_FXP_LSTAT, o->path, entry_lstat_cb, o);
+	stat_path(o->fs->c, o->path, entry_lstat_cb, o);
 }
 
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)rdev;
+	if (has(((struct fs *)fuse_req_userdata(req))->c, SFTP_HAS_HASHI_MKNOD)) {
+		struct op *o = op_new(req);
+		o->path = child_path(o->fs, parent, name);
+		if (!o->path) {
+			reply_err_free(o, errno);
+			return;
+		}
+		mknod_hashi(o, (mode & S_IFMT) | (mode & 07777 & ~fuse_req_ctx(req)->umask), rdev, NULL);
+		return;
+	}
 	if (!S_ISREG(mode)) {
 		/* SFTP cannot make devices, FIFOs or sockets. */
 		fuse_reply_err(req, EPERM);
@@ -1425,10 +1754,34 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	file_write(file_of(fi), req, buf, size, off);
 }
 
+static struct sftp_client *locks_flush(struct fs *fs, fuse_ino_t ino, uint64_t owner);
+
+struct flush_wait {
+	fuse_req_t req;
+	struct file *f;
+};
+
+/* The server answers in order: once this reply is in, the CLOSE of the lock
+ * handle sent before it is done, and the locks are gone as close(2) says. */
+static void flush_barrier_cb(void *arg, struct sftp_reply *r)
+{
+	(void)r;
+	struct flush_wait *w = arg;
+	file_flush(w->f, w->req);
+	g_free(w);
+}
+
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct sftp_client *lock_conn = locks_flush(fuse_req_userdata(req), ino, fi->lock_owner);
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		cache_changed_ino(fuse_req_userdata(req), ino);
+	if (lock_conn) {
+		struct flush_wait *w = g_new(struct flush_wait, 1);
+		*w = (struct flush_wait){ req, file_of(fi) };
+		sftp_path_req(lock_conn, SSH_FXP_REALPATH, ".", flush_barrier_cb, w);
+		return;
+	}
 	file_flush(file_of(fi), req);
 }
 
@@ -1452,7 +1805,7 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 struct dirent_rec {
 	char *name;
-	struct sftp_attrs attrs;
+	struct fattr attrs;
 	double ttl;           /* from our cache: seconds left; fresh: < 0 */
 };
 
@@ -1492,13 +1845,13 @@ static struct dir *dir_new(struct op *o)
 	return d;
 }
 
-static void dir_add(struct dir *d, const char *name, const struct sftp_attrs *a, double ttl)
+static void dir_add(struct dir *d, const char *name, const struct fattr *a, double ttl)
 {
 	struct dirent_rec e = { .name = strdup(name), .attrs = *a, .ttl = ttl };
 	g_array_append_val(d->entries, e);
 }
 
-static void dir_add_cached(void *arg, const char *name, const struct sftp_attrs *a, double ttl)
+static void dir_add_cached(void *arg, const char *name, const struct fattr *a, double ttl)
 {
 	dir_add(arg, name, a, ttl);
 }
@@ -1507,10 +1860,10 @@ static void dir_add_cached(void *arg, const char *name, const struct sftp_attrs 
 static bool dir_from_cache(struct op *o)
 {
 	struct dir *d = dir_new(o);
-	struct sftp_attrs dot;
-	attrs_clear(&dot);
-	dot.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
-	dot.perm = S_IFDIR | 0755;
+	struct fattr dot;
+	memset(&dot, 0, sizeof(dot));
+	dot.v3.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+	dot.v3.perm = S_IFDIR | 0755;
 	dir_add(d, ".", &dot, -1);
 	dir_add(d, "..", &dot, -1);
 	if (!cache_get_dir(o->fs->cache, d->path, dir_add_cached, d)) {
@@ -1644,7 +1997,7 @@ static void readdir_fill(struct readdir_op *rd)
 			char *path = NULL;
 			if (!dots) {
 				path = join_path(d->path, e->name);
-				ep.ino = node_ref(fs, path);
+				ep.ino = node_ref(fs, path, &e->attrs);
 				ep.generation = 1;
 				ep.attr_timeout = kernel_timeout(fs->cfg.attr_timeout, e->ttl);
 				ep.entry_timeout = kernel_timeout(fs->cfg.entry_timeout, e->ttl);
@@ -1721,7 +2074,8 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 		return;
 	}
 	uint32_t count;
-	if (r->type != SSH_FXP_NAME || wire_get_u32(&r->body, &count)) {
+	bool full = r->type == SSH_FXP_EXTENDED_REPLY; /* readdir@hashi */
+	if ((r->type != SSH_FXP_NAME && !full) || wire_get_u32(&r->body, &count)) {
 		log_error("malformed READDIR reply from the server");
 		fuse_reply_err(rd->req, EIO);
 		g_free(rd);
@@ -1733,12 +2087,18 @@ static void readdir_cb(void *arg, struct sftp_reply *r)
 		struct dirent_rec e = { .ttl = -1 };
 		const uint8_t *name, *longname;
 		uint32_t nlen, llen;
+		struct sftp_attrs a;
+		/* readdir@hashi: name, full attributes; READDIR: name, longname, ATTRS */
 		if (wire_get_string(&r->body, &name, &nlen) ||
-		    wire_get_string(&r->body, &longname, &llen) || attrs_get(&r->body, &e.attrs)) {
+		    (full ? reply_fattr(r, &e.attrs) != 0
+			  : wire_get_string(&r->body, &longname, &llen) != 0 ||
+				    attrs_get(&r->body, &a) != 0)) {
 			log_error("malformed READDIR reply from the server");
 			d->partial = true;
 			break;
 		}
+		if (!full)
+			fattr_from_v3(&e.attrs, &a);
 		e.name = listing_name(d->path, name, nlen);
 		if (!e.name) {
 			d->partial = true; /* what we hold is not the whole listing */
@@ -1783,7 +2143,14 @@ static void readdir_go_on(void *arg)
 
 static void readdir_more(struct readdir_op *rd)
 {
-	sftp_handle_req(rd->fs->c, SSH_FXP_READDIR, rd->d->handle, rd->d->hlen, readdir_cb, rd);
+	struct sftp_client *c = rd->fs->c;
+	if (has(c, SFTP_HAS_HASHI_READDIR)) {
+		struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_READDIR);
+		wire_put_string(sftp_msg_buf(m), rd->d->handle, rd->d->hlen);
+		sftp_submit(c, m, readdir_cb, rd);
+		return;
+	}
+	sftp_handle_req(c, SSH_FXP_READDIR, rd->d->handle, rd->d->hlen, readdir_cb, rd);
 }
 
 static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
@@ -1844,6 +2211,480 @@ static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	fuse_reply_err(req, 0);
 }
 
+/* ---- extended attributes, locks, fallocate, SEEK_DATA (hashi servers) -- */
+
+/* A file's target for a hashi request: its name (the link itself), or,
+ * once unlinked, one of its open handles. false: stale. */
+static bool op_target(struct op *o, fuse_ino_t ino)
+{
+	o->ino = ino;
+	if (node_unlinked_handle(o->fs, ino, &o->tmpfile)) {
+		o->file = &o->tmpfile;
+		return true;
+	}
+	o->path = node_path(o->fs, ino);
+	return o->path != NULL;
+}
+
+static struct sftp_msg *target_msg(struct op *o, const char *ext)
+{
+	struct sftp_msg *m = sftp_msg_new_ext(ext);
+	if (o->file)
+		sftp_target_put(sftp_msg_buf(m), NULL, o->file->handle, o->file->hlen, 0);
+	else
+		sftp_target_put(sftp_msg_buf(m), o->path, NULL, 0, HASHI_TARGET_NOFOLLOW);
+	return m;
+}
+
+/* getxattr and listxattr: a value, or its size when size is 0. */
+static void xattr_value_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	const uint8_t *v;
+	uint32_t len;
+	if (r->err) {
+		reply_err_free(o, reply_errno(r));
+		return;
+	}
+	if (r->type != SSH_FXP_EXTENDED_REPLY || wire_get_string(&r->body, &v, &len)) {
+		log_error("malformed xattr reply from the server");
+		reply_err_free(o, EIO);
+		return;
+	}
+	size_t size = (size_t)o->flags;
+	if (size == 0)
+		fuse_reply_xattr(o->req, len);
+	else if (len > size)
+		fuse_reply_err(o->req, ERANGE);
+	else
+		fuse_reply_buf(o->req, (const char *)v, len);
+	op_free(o);
+}
+
+static struct op *xattr_op(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	if (!has(fs->c, SFTP_HAS_HASHI_XATTR)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return NULL;
+	}
+	struct op *o = op_new(req);
+	if (!op_target(o, ino)) {
+		reply_err_free(o, ESTALE);
+		return NULL;
+	}
+	return o;
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct op *o = xattr_op(req, ino);
+	if (!o)
+		return;
+	o->flags = (int)(size > HASHI_XATTR_MAX ? HASHI_XATTR_MAX : size);
+	struct sftp_msg *m = target_msg(o, SFTP_EXT_HASHI_GETXATTR);
+	wire_put_cstring(sftp_msg_buf(m), name);
+	sftp_submit(o->fs->c, m, xattr_value_cb, o);
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct op *o = xattr_op(req, ino);
+	if (!o)
+		return;
+	o->flags = (int)(size > HASHI_XATTR_MAX ? HASHI_XATTR_MAX : size);
+	sftp_submit(o->fs->c, target_msg(o, SFTP_EXT_HASHI_LISTXATTR), xattr_value_cb, o);
+}
+
+static void xattr_status_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	if (o->path) /* ctime */
+		cache_invalidate(o->fs->cache, o->path);
+	reply_err_free(o, r->err ? reply_errno(r) : 0);
+}
+
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct op *o = xattr_op(req, ino);
+	if (!o)
+		return;
+	if (size > HASHI_XATTR_MAX) {
+		reply_err_free(o, E2BIG);
+		return;
+	}
+	struct sftp_msg *m = target_msg(o, SFTP_EXT_HASHI_SETXATTR);
+	wire_put_cstring(sftp_msg_buf(m), name);
+	wire_put_string(sftp_msg_buf(m), (const uint8_t *)value, (uint32_t)size);
+	wire_put_u32(sftp_msg_buf(m), (uint32_t)flags & (HASHI_XATTR_CREATE | HASHI_XATTR_REPLACE));
+	sftp_submit(o->fs->c, m, xattr_status_cb, o);
+}
+
+static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct op *o = xattr_op(req, ino);
+	if (!o)
+		return;
+	struct sftp_msg *m = target_msg(o, SFTP_EXT_HASHI_REMOVEXATTR);
+	wire_put_cstring(sftp_msg_buf(m), name);
+	sftp_submit(o->fs->c, m, xattr_status_cb, o);
+}
+
+static void fallocate_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	cache_changed_ino(o->fs, o->ino);
+	reply_err_free(o, r->err ? reply_errno(r) : 0);
+}
+
+static void fallocate_send(void *arg)
+{
+	struct op *o = arg;
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_FALLOCATE);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, o->file->handle, o->file->hlen);
+	wire_put_u32(b, (uint32_t)o->flags);
+	wire_put_u64(b, o->off);
+	wire_put_u64(b, o->len);
+	sftp_submit(o->file->c, m, fallocate_cb, o);
+}
+
+/* fallocate@hashi on the open file's handle, behind its writes. */
+static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	if (!has(fs->c, SFTP_HAS_HASHI_FALLOCATE)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+	if (mode & ~known) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	struct op *o = op_new(req);
+	o->ino = ino;
+	o->file = file_of(fi);
+	o->flags = mode;
+	o->off = (uint64_t)offset;
+	o->len = (uint64_t)length;
+	cache_changed_ino(fs, ino);
+	files_changed(fs->files, ino);
+	file_after_writes(o->file, fallocate_send, o);
+}
+
+static void lseek_cb(void *arg, struct sftp_reply *r);
+
+static void lseek_send(void *arg)
+{
+	struct op *o = arg;
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_LSEEK);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, o->file->handle, o->file->hlen);
+	wire_put_u64(b, o->off);
+	wire_put_u32(b, (uint32_t)o->flags);
+	sftp_submit(o->file->c, m, lseek_cb, o);
+}
+
+static void lseek_cb(void *arg, struct sftp_reply *r)
+{
+	struct op *o = arg;
+	uint64_t off;
+	if (r->err) {
+		reply_err_free(o, reply_errno(r));
+		return;
+	}
+	if (r->type != SSH_FXP_EXTENDED_REPLY || wire_get_u64(&r->body, &off) || off > INT64_MAX) {
+		log_error("malformed lseek@hashi reply from the server");
+		reply_err_free(o, EIO);
+		return;
+	}
+	fuse_reply_lseek(o->req, (off_t)off);
+	op_free(o);
+}
+
+static void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = fuse_req_userdata(req);
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (!has(fs->c, SFTP_HAS_HASHI_LSEEK)) {
+		fuse_reply_err(req, ENOSYS); /* the kernel's answer: all data */
+		return;
+	}
+	struct op *o = op_new(req);
+	o->file = file_of(fi);
+	/* after the writes still on their way, which may fill a hole */
+	o->off = (uint64_t)off;
+	o->flags = whence;
+	file_after_writes(o->file, lseek_send, o);
+}
+
+/* Locks (lock@hashi). The server's locks belong to a handle. flock(2)
+ * locks belong to an open file: its own handle carries them. POSIX locks
+ * belong to a process (the kernel's lock owner): each (inode, owner) gets
+ * a handle of its own, opened on the first lock and closed at the owner's
+ * flush (close(2) of any of its descriptors of the file drops its locks,
+ * as POSIX says). Limits: an unlinked file cannot be opened again, so its
+ * POSIX locks go on the caller's handle (shared by every owner of that
+ * open file); a lock handle is reopened by path after a reconnect, but
+ * its locks are not taken again. */
+struct lockh {
+	fuse_ino_t ino;
+	uint64_t owner;
+	struct file *f;        /* NULL while being opened */
+};
+
+struct lock_op {
+	struct fs *fs;
+	fuse_req_t req;
+	struct lockh *lh;      /* the owner's lock handle, or NULL: the open file's */
+	uint8_t handle[SFTP_MAX_HANDLE_LEN];
+	uint32_t hlen;
+	struct sftp_client *c;
+	uint32_t op, flags, type;
+	uint64_t start, len;
+	bool getlk;
+	struct flock lk;
+	int refs;              /* the request, an interrupt callback */
+};
+
+static char *lockh_key(fuse_ino_t ino, uint64_t owner)
+{
+	return g_strdup_printf("%" PRIu64 ":%" PRIx64, (uint64_t)ino, owner);
+}
+
+static void lock_op_unref(struct lock_op *lo)
+{
+	if (__atomic_sub_fetch(&lo->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		g_free(lo);
+}
+
+static void lock_interrupted(fuse_req_t req, void *arg)
+{
+	(void)req;
+	struct lock_op *lo = arg;
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_LOCK);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, lo->handle, lo->hlen);
+	wire_put_u32(b, HASHI_LOCK_CANCEL);
+	wire_put_u32(b, 0);
+	wire_put_u32(b, HASHI_LOCK_UNLCK);
+	wire_put_u64(b, 0);
+	wire_put_u64(b, 0);
+	sftp_submit(lo->c, m, ignore_cb, NULL);
+}
+
+static void lock_cb(void *arg, struct sftp_reply *r)
+{
+	struct lock_op *lo = arg;
+	if (r->err) {
+		fuse_reply_err(lo->req, reply_errno(r));
+	} else if (lo->getlk) {
+		uint32_t type, pid;
+		uint64_t start, len;
+		if (r->type != SSH_FXP_EXTENDED_REPLY || wire_get_u32(&r->body, &type) ||
+		    wire_get_u64(&r->body, &start) || wire_get_u64(&r->body, &len) ||
+		    wire_get_u32(&r->body, &pid)) {
+			log_error("malformed lock@hashi reply from the server");
+			fuse_reply_err(lo->req, EIO);
+		} else {
+			struct flock fl = lo->lk;
+			fl.l_type = type == HASHI_LOCK_RDLCK ? F_RDLCK :
+				    type == HASHI_LOCK_WRLCK ? F_WRLCK : F_UNLCK;
+			fl.l_whence = SEEK_SET;
+			fl.l_start = (off_t)start;
+			fl.l_len = (off_t)len;
+			fl.l_pid = pid == 0xffffffffu ? 0 : (pid_t)pid;
+			fuse_reply_lock(lo->req, &fl);
+		}
+	} else {
+		fuse_reply_err(lo->req, 0);
+	}
+	lock_op_unref(lo);
+}
+
+static void lock_send(struct lock_op *lo)
+{
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_LOCK);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, lo->handle, lo->hlen);
+	wire_put_u32(b, lo->op);
+	wire_put_u32(b, lo->flags);
+	wire_put_u32(b, lo->type);
+	wire_put_u64(b, lo->start);
+	wire_put_u64(b, lo->len);
+	if (lo->flags & HASHI_LOCK_WAIT) {
+		lo->refs++;
+		fuse_req_interrupt_func(lo->req, lock_interrupted, lo);
+	}
+	sftp_submit(lo->c, m, lock_cb, lo);
+}
+
+static void lock_use_file(struct lock_op *lo, const struct file *f)
+{
+	memcpy(lo->handle, f->handle, f->hlen);
+	lo->hlen = f->hlen;
+	lo->c = f->c;
+}
+
+static void lockh_open_cb(void *arg, struct sftp_reply *r)
+{
+	struct lock_op *lo = arg;
+	struct fs *fs = lo->fs;
+	struct file *f = r->err ? NULL : file_from_handle(fs->files, fs->c, r, lo->lh->ino, O_RDWR);
+	if (!f) {
+		pthread_mutex_lock(&fs->lock);
+		char *k = lockh_key(lo->lh->ino, lo->lh->owner);
+		g_hash_table_remove(fs->locks, k);
+		g_free(k);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(lo->req, r->err ? reply_errno(r) : EIO);
+		lock_op_unref(lo);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	lo->lh->f = f;
+	pthread_mutex_unlock(&fs->lock);
+	lock_use_file(lo, f);
+	lock_send(lo);
+}
+
+/* A POSIX lock request: on the owner's own handle (opened now if need be). */
+static void posix_lock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		       struct flock *lock, bool get, bool sleep)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct lock_op *lo = g_new0(struct lock_op, 1);
+	lo->fs = fs;
+	lo->req = req;
+	lo->refs = 1;
+	lo->getlk = get;
+	lo->lk = *lock;
+	lo->op = get ? HASHI_LOCK_GET : HASHI_LOCK_SET;
+	lo->flags = sleep ? HASHI_LOCK_WAIT : 0;
+	lo->type = lock->l_type == F_RDLCK ? HASHI_LOCK_RDLCK :
+		   lock->l_type == F_WRLCK ? HASHI_LOCK_WRLCK : HASHI_LOCK_UNLCK;
+	/* the kernel gives start and end (OFFSET_MAX: to the end) */
+	lo->start = (uint64_t)lock->l_start;
+	lo->len = lock->l_len == 0 || (uint64_t)lock->l_len >= (uint64_t)INT64_MAX - lo->start ?
+			  0 : (uint64_t)lock->l_len;
+	char *path = node_live_path(fs, ino);
+	if (!path) { /* unlinked: the open file's handle */
+		lock_use_file(lo, file_of(fi));
+		lock_send(lo);
+		return;
+	}
+	char *k = lockh_key(ino, fi->lock_owner);
+	pthread_mutex_lock(&fs->lock);
+	struct lockh *lh = g_hash_table_lookup(fs->locks, k);
+	bool opening = lh && !lh->f;
+	if (lh && lh->f)
+		lock_use_file(lo, lh->f);
+	if (!lh) {
+		if (lo->type == HASHI_LOCK_UNLCK || get) {
+			/* no lock held by this owner: nothing to release; a
+			 * test goes on the open file's handle */
+			pthread_mutex_unlock(&fs->lock);
+			g_free(k);
+			g_free(path);
+			lock_use_file(lo, file_of(fi));
+			if (lo->type == HASHI_LOCK_UNLCK && !get) {
+				fuse_reply_err(req, 0);
+				lock_op_unref(lo);
+			} else {
+				lock_send(lo);
+			}
+			return;
+		}
+		lh = g_new0(struct lockh, 1);
+		lh->ino = ino;
+		lh->owner = fi->lock_owner;
+		g_hash_table_insert(fs->locks, k, lh);
+		k = NULL;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	g_free(k);
+	if (opening) { /* (two threads of one owner at once: rare) */
+		g_free(path);
+		fuse_reply_err(req, EAGAIN);
+		lock_op_unref(lo);
+		return;
+	}
+	if (lo->hlen) {
+		g_free(path);
+		lock_send(lo);
+		return;
+	}
+	lo->lh = lh;
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_OPEN);
+	int acc = file_of(fi)->flags & O_ACCMODE; /* (fi->flags is not set for locks) */
+	struct sftp_attrs a;
+	attrs_clear(&a);
+	wire_put_cstring(sftp_msg_buf(m), path);
+	wire_put_u32(sftp_msg_buf(m), acc == O_RDONLY ? SSH_FXF_READ :
+				      acc == O_WRONLY ? SSH_FXF_WRITE : SSH_FXF_READ | SSH_FXF_WRITE);
+	attrs_put(sftp_msg_buf(m), &a);
+	g_free(path);
+	sftp_submit(fs->c, m, lockh_open_cb, lo);
+}
+
+static void fs_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock)
+{
+	posix_lock(req, ino, fi, lock, true, false);
+}
+
+static void fs_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
+		     int sleep)
+{
+	posix_lock(req, ino, fi, lock, false, sleep != 0);
+}
+
+static void fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	(void)ino;
+	struct lock_op *lo = g_new0(struct lock_op, 1);
+	lo->fs = fuse_req_userdata(req);
+	lo->req = req;
+	lo->refs = 1;
+	lo->op = HASHI_LOCK_FLOCK;
+	lo->flags = (op & LOCK_NB) ? 0 : HASHI_LOCK_WAIT;
+	int kind = op & ~LOCK_NB;
+	lo->type = kind == LOCK_SH ? HASHI_LOCK_RDLCK : kind == LOCK_EX ? HASHI_LOCK_WRLCK :
+								      HASHI_LOCK_UNLCK;
+	if (lo->type == HASHI_LOCK_UNLCK)
+		lo->flags = 0;
+	lock_use_file(lo, file_of(fi));
+	lock_send(lo);
+}
+
+/* The owner closed a descriptor of ino: its POSIX locks on it go (their
+ * handle is closed). */
+static struct sftp_client *locks_flush(struct fs *fs, fuse_ino_t ino, uint64_t owner)
+{
+	char *k = lockh_key(ino, owner);
+	pthread_mutex_lock(&fs->lock);
+	struct lockh *lh = g_hash_table_lookup(fs->locks, k);
+	struct file *f = NULL;
+	if (lh && lh->f) {
+		f = lh->f;
+		g_hash_table_remove(fs->locks, k);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	g_free(k);
+	if (!f)
+		return NULL;
+	struct sftp_client *conn = f->c;
+	file_discard(f);
+	return conn;
+}
+
 /* ---- filesystem-wide ---------------------------------------------------- */
 
 static void statfs_cb(void *arg, struct sftp_reply *r)
@@ -1902,20 +2743,20 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	sftp_submit(o->fs->c, m, statfs_cb, o);
 }
 
-static void access_check(struct op *o, const struct sftp_attrs *a);
+static void access_check(struct op *o, const struct fattr *a);
 
 static void access_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
-	struct sftp_attrs a;
-	if (r->err || sftp_reply_attrs(r, &a)) {
+	struct fattr a;
+	if (r->err || reply_fattr(r, &a)) {
 		reply_err_free(o, r->err ? reply_errno(r) : EIO);
 		return;
 	}
 	access_check(o, &a);
 }
 
-static void access_check(struct op *o, const struct sftp_attrs *a)
+static void access_check(struct op *o, const struct fattr *a)
 {
 	struct stat st;
 	fill_stat(o->fs, a, o->ino, &st);
@@ -1950,13 +2791,13 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 		return;
 	}
 	/* access(2) has followed symlinks already: lstat's answer is stat's. */
-	struct sftp_attrs a;
+	struct fattr a;
 	if (cache_get_attrs(o->fs->cache, o->path, &a, NULL) == CACHE_HIT &&
-	    (a.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && !S_ISLNK(a.perm)) {
+	    (a.v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && !S_ISLNK(a.v3.perm)) {
 		access_check(o, &a);
 		return;
 	}
-	sftp_path_req(o->fs->c, SSH_FXP_STAT, o->path, access_cb, o);
+	stat_path_follow(o->fs->c, o->path, access_cb, o);
 }
 
 /* copy_file_range through copy-data: the length is clamped to the source's
@@ -1982,19 +2823,19 @@ static void copy_done_cb(void *arg, struct sftp_reply *r)
 static void copy_fstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct copy_op *co = arg;
-	struct sftp_attrs a;
-	if (r->err || sftp_reply_attrs(r, &a) || !(a.flags & SSH_FILEXFER_ATTR_SIZE)) {
+	struct fattr a;
+	if (r->err || reply_fattr(r, &a) || !(a.v3.flags & SSH_FILEXFER_ATTR_SIZE)) {
 		fuse_reply_err(co->req, r->err ? reply_errno(r) : EIO);
 		g_free(co);
 		return;
 	}
-	if (co->off_in >= a.size) {
+	if (co->off_in >= a.v3.size) {
 		fuse_reply_write(co->req, 0);
 		g_free(co);
 		return;
 	}
-	if (co->len > a.size - co->off_in)
-		co->len = a.size - co->off_in;
+	if (co->len > a.v3.size - co->off_in)
+		co->len = a.v3.size - co->off_in;
 	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_COPY_DATA);
 	struct wire_buf *b = sftp_msg_buf(m);
 	wire_put_string(b, co->in->handle, co->in->hlen);
@@ -2032,7 +2873,7 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	co->off_out = (uint64_t)off_out;
 	co->len = len;
 	files_changed(fs->files, co->out->ino);
-	sftp_handle_req(co->in->c, SSH_FXP_FSTAT, co->in->handle, co->in->hlen, copy_fstat_cb, co);
+	stat_handle(co->in->c, co->in->handle, co->in->hlen, copy_fstat_cb, co);
 }
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
@@ -2058,6 +2899,12 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want &= ~FUSE_CAP_SPLICE_WRITE;
+	/* Locks go to the server only when it can hold them (lock@hashi);
+	 * else the kernel keeps them locally, as with sshfs. */
+	if (has(fs->c, SFTP_HAS_HASHI_LOCK))
+		conn->want |= conn->capable & (FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	else
+		conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	log_debug("kernel: max_write %u, max_readahead %u, server max read %u, max write %u",
 		  conn->max_write, conn->max_readahead, sftp_client_max_read(fs->c),
 		  sftp_client_max_write(fs->c));
@@ -2103,6 +2950,15 @@ static const struct fuse_lowlevel_ops ops = {
 	.access = fs_access,
 	.create = fs_create,
 	.copy_file_range = fs_copy_file_range,
+	.getxattr = fs_getxattr,
+	.setxattr = fs_setxattr,
+	.listxattr = fs_listxattr,
+	.removexattr = fs_removexattr,
+	.getlk = fs_getlk,
+	.setlk = fs_setlk,
+	.flock = fs_flock,
+	.fallocate = fs_fallocate,
+	.lseek = fs_lseek,
 };
 
 const struct fuse_lowlevel_ops *fs_ops(void)
@@ -2126,6 +2982,18 @@ static gboolean ino_equal(gconstpointer a, gconstpointer b)
 	return *(const fuse_ino_t *)a == *(const fuse_ino_t *)b;
 }
 
+static guint sid_hash(gconstpointer p)
+{
+	const struct sid *s = p;
+	return (guint)(s->ino ^ (s->ino >> 32) ^ (s->dev * 31));
+}
+
+static gboolean sid_equal(gconstpointer a, gconstpointer b)
+{
+	const struct sid *x = a, *y = b;
+	return x->dev == y->dev && x->ino == y->ino;
+}
+
 struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 {
 	struct fs *fs = g_new0(struct fs, 1);
@@ -2141,6 +3009,8 @@ struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 	fs->opened = g_hash_table_new_full(ino_hash, ino_equal, g_free, g_free);
 	fs->by_ino = g_hash_table_new(ino_hash, ino_equal);
 	fs->by_path = g_hash_table_new(g_str_hash, g_str_equal);
+	fs->by_sid = g_hash_table_new(sid_hash, sid_equal);
+	fs->locks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	fs->next_ino = FUSE_ROOT_ID + 1;
 	fs->cache = cache_new(&cfg->cache);
 	struct node *root = g_new0(struct node, 1);
@@ -2163,11 +3033,14 @@ void fs_free(struct fs *fs)
 		struct node *n = val;
 		/* files the kernel never released (its RELEASE came too late) */
 		g_slist_free_full(n->files, g_free);
+		g_slist_free_full(n->aliases, g_free);
 		g_free(n->path);
 		g_free(n);
 	}
 	g_hash_table_destroy(fs->by_ino);
 	g_hash_table_destroy(fs->by_path);
+	g_hash_table_destroy(fs->by_sid);
+	g_hash_table_destroy(fs->locks);
 	cache_free(fs->cache);
 	g_hash_table_destroy(fs->opened);
 	files_free(fs->files);

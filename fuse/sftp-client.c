@@ -121,6 +121,7 @@ struct sftp_client {
 	uint64_t bytes_sent, bytes_received; /* SFTP bytes, for hashi -O status */
 
 	uint32_t exts;
+	bool errno_on;                  /* errno@hashi is on: STATUS may carry the errno */
 	uint32_t max_read, max_write;
 	char error[600];
 };
@@ -142,7 +143,18 @@ static const struct {
 	{ SFTP_EXT_LIMITS, SFTP_HAS_LIMITS },             { SFTP_EXT_EXPAND_PATH, SFTP_HAS_EXPAND_PATH },
 	{ SFTP_EXT_COPY_DATA, SFTP_HAS_COPY_DATA },       { SFTP_EXT_HOME_DIR, SFTP_HAS_HOME_DIR },
 	{ SFTP_EXT_USERS_GROUPS, SFTP_HAS_USERS_GROUPS },
+	{ SFTP_EXT_HASHI_ERRNO, SFTP_HAS_HASHI_ERRNO },   { SFTP_EXT_HASHI_STAT, SFTP_HAS_HASHI_STAT },
+	{ SFTP_EXT_HASHI_READDIR, SFTP_HAS_HASHI_READDIR },
+	{ SFTP_EXT_HASHI_SETSTAT, SFTP_HAS_HASHI_SETSTAT },
+	{ SFTP_EXT_HASHI_OPEN, SFTP_HAS_HASHI_OPEN },     { SFTP_EXT_HASHI_MKNOD, SFTP_HAS_HASHI_MKNOD },
+	{ SFTP_EXT_HASHI_LOCK, SFTP_HAS_HASHI_LOCK },
+	{ SFTP_EXT_HASHI_FALLOCATE, SFTP_HAS_HASHI_FALLOCATE },
+	{ SFTP_EXT_HASHI_LSEEK, SFTP_HAS_HASHI_LSEEK },
 };
+
+/* Used only when the server has all four. */
+static const char *const xattr_exts[] = { SFTP_EXT_HASHI_GETXATTR, SFTP_EXT_HASHI_SETXATTR,
+					  SFTP_EXT_HASHI_LISTXATTR, SFTP_EXT_HASHI_REMOVEXATTR };
 
 uint32_t sftp_client_exts(const struct sftp_client *c) { return c->exts; }
 uint32_t sftp_client_max_read(const struct sftp_client *c) { return c->max_read; }
@@ -264,6 +276,7 @@ static int parse_version(struct sftp_client *c, struct wire_reader *r)
 {
 	if (wire_get_u32(r, &c->version))
 		return -1;
+	unsigned xattrs = 0;
 	while (wire_remaining(r) > 0) {
 		const uint8_t *name, *data;
 		uint32_t nlen, dlen;
@@ -273,9 +286,39 @@ static int parse_version(struct sftp_client *c, struct wire_reader *r)
 			if (strlen(known_exts[i].name) == nlen &&
 			    memcmp(known_exts[i].name, name, nlen) == 0)
 				c->exts |= known_exts[i].bit;
+		for (size_t i = 0; i < sizeof(xattr_exts) / sizeof(xattr_exts[0]); i++)
+			if (strlen(xattr_exts[i]) == nlen && memcmp(xattr_exts[i], name, nlen) == 0)
+				xattrs |= 1u << i;
 	}
+	if (xattrs == 0xf)
+		c->exts |= SFTP_HAS_HASHI_XATTR;
 	c->got_version = true;
 	return 0;
+}
+
+/* errno@hashi: a failure STATUS may end with the server's errno (Linux's
+ * numbers, which are ours) after the message and language tag. */
+static void status_errno(struct sftp_reply *rep)
+{
+	struct wire_reader r = rep->body;
+	const uint8_t *s;
+	uint32_t len, e;
+	if (wire_get_string(&r, &s, &len) || wire_get_string(&r, &s, &len) || wire_get_u32(&r, &e))
+		return;
+	if (e > 0 && e < 4096) {
+		rep->sys_errno = (int)e;
+		rep->err = (int)e;
+	}
+}
+
+void sftp_target_put(struct wire_buf *b, const char *path, const uint8_t *h, uint32_t hlen,
+		     uint32_t flags)
+{
+	if (h)
+		wire_put_string(b, h, hlen);
+	else
+		wire_put_cstring(b, path);
+	wire_put_u32(b, flags | (h ? HASHI_TARGET_HANDLE : 0));
 }
 
 static void wake(struct sftp_client *c)
@@ -470,6 +513,45 @@ static void vh_free(gpointer p)
 }
 
 /* Where the handle strings of a request are (offsets into its buffer). */
+static bool name_in(const uint8_t *s, uint32_t len, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
+			return true;
+	return false;
+}
+
+/* hashi requests whose first argument is a handle ... */
+static bool hashi_handle_ext(const uint8_t *s, uint32_t len)
+{
+	static const char *const names[] = { SFTP_EXT_HASHI_READDIR, SFTP_EXT_HASHI_LOCK,
+					     SFTP_EXT_HASHI_FALLOCATE, SFTP_EXT_HASHI_LSEEK };
+	return name_in(s, len, names, sizeof(names) / sizeof(names[0]));
+}
+
+/* ... and those whose first is a target (a handle with HASHI_TARGET_HANDLE). */
+static bool hashi_target_ext(const uint8_t *s, uint32_t len)
+{
+	static const char *const names[] = { SFTP_EXT_HASHI_STAT, SFTP_EXT_HASHI_SETSTAT,
+					     SFTP_EXT_HASHI_GETXATTR, SFTP_EXT_HASHI_SETXATTR,
+					     SFTP_EXT_HASHI_LISTXATTR, SFTP_EXT_HASHI_REMOVEXATTR };
+	return name_in(s, len, names, sizeof(names) / sizeof(names[0]));
+}
+
+/* Whether m is the extended request ext. */
+static bool msg_is_ext(const struct sftp_msg *m, const char *ext)
+{
+	struct wire_reader r;
+	uint32_t u32;
+	uint8_t type;
+	const uint8_t *s;
+	uint32_t slen;
+	wire_reader_init(&r, wire_buf_ptr(&m->buf), wire_buf_len(&m->buf));
+	return !wire_get_u32(&r, &u32) && !wire_get_u8(&r, &type) && type == SSH_FXP_EXTENDED &&
+	       !wire_get_u32(&r, &u32) && !wire_get_string(&r, &s, &slen) &&
+	       name_in(s, slen, &ext, 1);
+}
+
 static int handle_offsets(const struct wire_buf *b, size_t *off, int max)
 {
 	struct wire_reader r;
@@ -494,6 +576,14 @@ static int handle_offsets(const struct wire_buf *b, size_t *off, int max)
 		if ((slen == strlen(SFTP_EXT_FSYNC) && !memcmp(s, SFTP_EXT_FSYNC, slen)) ||
 		    (slen == strlen(SFTP_EXT_FSTATVFS) && !memcmp(s, SFTP_EXT_FSTATVFS, slen))) {
 			off[n++] = r.pos;
+		} else if (hashi_handle_ext(s, slen)) {
+			off[n++] = r.pos;
+		} else if (hashi_target_ext(s, slen)) {
+			size_t at = r.pos;
+			if (wire_get_string(&r, &s, &slen) || wire_get_u32(&r, &u32))
+				return n;
+			if (u32 & HASHI_TARGET_HANDLE)
+				off[n++] = at;
 		} else if (slen == strlen(SFTP_EXT_COPY_DATA) && !memcmp(s, SFTP_EXT_COPY_DATA, slen)) {
 			off[n++] = r.pos;
 			if (wire_get_string(&r, &s, &slen) || wire_get_u64(&r, &u64) ||
@@ -663,8 +753,11 @@ static void forgive_replay(const struct pending *p, struct sftp_reply *rep)
 }
 
 /* A HANDLE reply to OPEN/OPENDIR: remember the server's handle, give ours. */
+/* The reply's handle is the server's: keep it, and give the caller ours in
+ * its place (the reply body moves into vbuf, with what followed the handle:
+ * open@hashi's attributes). */
 static int adopt_handle(struct sftp_client *c, struct pending *p, struct sftp_reply *rep,
-			uint8_t vbuf[4 + VH_LEN])
+			struct wire_buf *vbuf)
 {
 	const uint8_t *h;
 	uint32_t hlen;
@@ -683,18 +776,21 @@ static int adopt_handle(struct sftp_client *c, struct pending *p, struct sftp_re
 	uint8_t type;
 	char *path = NULL;
 	wire_reader_init(&q, wire_buf_ptr(&p->msg->buf), wire_buf_len(&p->msg->buf));
+	const uint8_t *ext;
 	if (wire_get_u32(&q, &u32) || wire_get_u8(&q, &type) || wire_get_u32(&q, &u32) ||
+	    (type == SSH_FXP_EXTENDED && wire_get_string(&q, &ext, &u32)) ||
 	    wire_get_cstring(&q, &path, SFTP_MAX_MSG_LENGTH))
 		path = NULL;
 	vh->path = path ? g_strdup(path) : NULL;
 	free(path);
 	if (!vh->dir && wire_get_u32(&q, &vh->pflags))
 		vh->pflags = SSH_FXF_READ;
+	vh->pflags &= SSH_FXF_READ | SSH_FXF_WRITE | SSH_FXF_APPEND; /* what a reopen asks */
 	g_hash_table_insert(c->vhandles, GUINT_TO_POINTER(vh->vid), vh);
-	wire_store_u32(vbuf, VH_LEN);
-	wire_store_u32(vbuf + 4, c->vh_magic);
-	wire_store_u32(vbuf + 8, vh->vid);
-	wire_reader_init(&rep->body, vbuf, 4 + VH_LEN);
+	if (wire_put_u32(vbuf, VH_LEN) || wire_put_u32(vbuf, c->vh_magic) ||
+	    wire_put_u32(vbuf, vh->vid) || wire_put_bytes(vbuf, r.data + r.pos, wire_remaining(&r)))
+		abort();
+	wire_reader_init(&rep->body, wire_buf_ptr(vbuf), wire_buf_len(vbuf));
 	return 0;
 }
 
@@ -837,7 +933,6 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 		return -1;
 	}
 	struct sftp_reply rep = { .type = type, .status = SSH_FX_OK, .err = 0, .body = r };
-	uint8_t vbuf[4 + VH_LEN];
 	char why[200];
 	if (check_reply(p, type, r, why, sizeof(why)) < 0) {
 		/* The packet's framing holds: only this request fails. */
@@ -846,6 +941,8 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 		pending_free(p);
 		return 0;
 	}
+	struct wire_buf vbuf;
+	wire_buf_init(&vbuf, 0);
 	int ret = 0;
 	switch (type) {
 	case SSH_FXP_STATUS:
@@ -853,6 +950,8 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 			abort(); /* check_reply saw it */
 		forgive_replay(p, &rep);
 		rep.err = attrs_status_to_errno(rep.status);
+		if (c->errno_on && rep.status != SSH_FX_OK)
+			status_errno(&rep);
 		if (p->type == SSH_FXP_CLOSE && !p->internal) {
 			struct vhandle *vh = request_vhandle(c, p);
 			if (vh)
@@ -861,7 +960,7 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 		break;
 	case SSH_FXP_HANDLE:
 		if ((p->type == SSH_FXP_OPEN || p->type == SSH_FXP_OPENDIR) && p->msg && !p->internal &&
-		    adopt_handle(c, p, &rep, vbuf) < 0) {
+		    adopt_handle(c, p, &rep, &vbuf) < 0) {
 			snprintf(c->error, sizeof(c->error), "malformed HANDLE reply");
 			ret = -1;
 		}
@@ -875,9 +974,15 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 				vh->entries += count;
 		}
 		break;
+	case SSH_FXP_EXTENDED_REPLY:
+		if (p->msg && !p->internal && msg_is_ext(p->msg, SFTP_EXT_HASHI_OPEN) &&
+		    adopt_handle(c, p, &rep, &vbuf) < 0) {
+			snprintf(c->error, sizeof(c->error), "malformed open@hashi reply");
+			ret = -1;
+		}
+		break;
 	case SSH_FXP_DATA:
 	case SSH_FXP_ATTRS:
-	case SSH_FXP_EXTENDED_REPLY:
 		break;
 	}
 	if (ret < 0) {
@@ -889,6 +994,7 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 	}
 	p->cb(p->arg, &rep);
 	pending_free(p);
+	wire_buf_free(&vbuf);
 	return ret;
 }
 
@@ -1353,6 +1459,20 @@ static int reinit(struct sftp_client *c, struct transport *t)
 	}
 	if (c->exts != exts_before)
 		log_info("the server's extensions changed after reconnecting");
+	c->errno_on = false;
+	if (c->exts & SFTP_HAS_HASHI_ERRNO) {
+		struct internal in;
+		m = sftp_msg_new_ext(SFTP_EXT_HASHI_ERRNO);
+		if (wire_put_u32(&m->buf, 1))
+			abort();
+		ret = internal_call(c, m, &in);
+		wire_buf_free(&in.body);
+		if (ret < 0) {
+			c->reiniting = false;
+			return -1;
+		}
+		c->errno_on = in.type == SSH_FXP_STATUS && in.err == 0;
+	}
 	GHashTableIter it;
 	gpointer key, val;
 	g_hash_table_iter_init(&it, c->vhandles);
@@ -1591,6 +1711,17 @@ int sftp_call(struct sftp_client *c, struct sftp_msg *m, uint8_t *type, uint8_t 
 	return w.err;
 }
 
+/* errno@hashi: failures then carry the server's errno. */
+static void errno_opt_in(struct sftp_client *c)
+{
+	if (!(c->exts & SFTP_HAS_HASHI_ERRNO))
+		return;
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_ERRNO);
+	wire_put_u32(&m->buf, 1);
+	uint8_t type;
+	c->errno_on = sftp_call(c, m, &type, NULL, NULL) == 0;
+}
+
 static void read_limits(struct sftp_client *c)
 {
 	c->max_read = c->max_write = DEFAULT_MAX_RW;
@@ -1664,6 +1795,7 @@ struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errle
 		return NULL;
 	}
 	read_limits(c);
+	errno_opt_in(c);
 	log_debug("server SFTP version %u, extensions 0x%x, max read %u, max write %u", c->version,
 		  c->exts, c->max_read, c->max_write);
 	return c;

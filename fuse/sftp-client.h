@@ -34,6 +34,17 @@ enum {
 	SFTP_HAS_COPY_DATA = 1 << 8,
 	SFTP_HAS_HOME_DIR = 1 << 9,
 	SFTP_HAS_USERS_GROUPS = 1 << 10,
+	/* hashi's own (man/PROTOCOL.hashi) */
+	SFTP_HAS_HASHI_ERRNO = 1 << 11,
+	SFTP_HAS_HASHI_STAT = 1 << 12,
+	SFTP_HAS_HASHI_READDIR = 1 << 13,
+	SFTP_HAS_HASHI_SETSTAT = 1 << 14,
+	SFTP_HAS_HASHI_OPEN = 1 << 15,
+	SFTP_HAS_HASHI_MKNOD = 1 << 16,
+	SFTP_HAS_HASHI_XATTR = 1 << 17, /* all four of get/set/list/removexattr@hashi */
+	SFTP_HAS_HASHI_LOCK = 1 << 18,
+	SFTP_HAS_HASHI_FALLOCATE = 1 << 19,
+	SFTP_HAS_HASHI_LSEEK = 1 << 20,
 };
 
 /* What a callback receives. body reads the reply after its id and is valid
@@ -43,6 +54,8 @@ struct sftp_reply {
 	uint8_t type;     /* SSH_FXP_*, or 0 when the connection was lost */
 	uint32_t status;  /* for SSH_FXP_STATUS */
 	int err;
+	int sys_errno;    /* the server's own errno (errno@hashi), 0 when not given;
+			   * err is then that errno */
 	struct wire_reader body;
 };
 
@@ -123,6 +136,10 @@ void sftp_read_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint6
 		   uint32_t len, sftp_cb cb, void *arg);
 void sftp_write_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint64_t off,
 		    const void *data, uint32_t len, sftp_cb cb, void *arg);
+
+/* A hashi request naming a file by path or handle ("target, flags"). */
+void sftp_target_put(struct wire_buf *b, const char *path, const uint8_t *h, uint32_t hlen,
+		     uint32_t flags);
 
 /* Parse helpers for reply bodies. */
 int sftp_reply_attrs(struct sftp_reply *r, struct sftp_attrs *a);

@@ -18,28 +18,30 @@ static struct cache *mk(double timeout, unsigned max)
 	return cache_new(&cfg);
 }
 
-static struct sftp_attrs file_attrs(uint64_t size)
+static struct fattr file_attrs(uint64_t size)
 {
 	struct sftp_attrs a;
 	attrs_clear(&a);
 	a.flags = SSH_FILEXFER_ATTR_SIZE | SSH_FILEXFER_ATTR_PERMISSIONS;
 	a.size = size;
 	a.perm = S_IFREG | 0644;
-	return a;
+	struct fattr f;
+	fattr_from_v3(&f, &a);
+	return f;
 }
 
 static void put_file(struct cache *c, const char *path, uint64_t size)
 {
-	struct sftp_attrs a = file_attrs(size);
+	struct fattr a = file_attrs(size);
 	cache_put_attrs(c, path, &a, cache_gen(c));
 }
 
 static enum cache_result get(struct cache *c, const char *path, uint64_t *size)
 {
-	struct sftp_attrs a;
+	struct fattr a;
 	enum cache_result r = cache_get_attrs(c, path, &a, NULL);
 	if (r == CACHE_HIT && size)
-		*size = a.size;
+		*size = a.v3.size;
 	return r;
 }
 
@@ -48,11 +50,11 @@ static void test_attrs(void)
 	struct cache *c = mk(100, 100);
 	uint64_t sz = 0;
 	double ttl = -1;
-	struct sftp_attrs a;
+	struct fattr a;
 	g_assert_cmpint(get(c, "/d/f", NULL), ==, CACHE_MISS);
 	put_file(c, "/d/f", 7);
 	g_assert_cmpint(cache_get_attrs(c, "/d/f", &a, &ttl), ==, CACHE_HIT);
-	g_assert_cmpuint(a.size, ==, 7);
+	g_assert_cmpuint(a.v3.size, ==, 7);
 	g_assert_true(ttl > 99 && ttl <= 100);
 	cache_put_noent(c, "/d/g", cache_gen(c));
 	g_assert_cmpint(get(c, "/d/g", NULL), ==, CACHE_NOENT);
@@ -87,7 +89,7 @@ static void test_generations(void)
 	struct cache *c = mk(100, 100);
 	uint64_t before = cache_gen(c);
 	cache_invalidate(c, "/a");
-	struct sftp_attrs a = file_attrs(1);
+	struct fattr a = file_attrs(1);
 	cache_put_attrs(c, "/a", &a, before);
 	g_assert_cmpint(get(c, "/a", NULL), ==, CACHE_MISS);
 	cache_put_attrs(c, "/a", &a, cache_gen(c));
@@ -109,11 +111,11 @@ struct names {
 	GString *s;
 };
 
-static void collect(void *arg, const char *name, const struct sftp_attrs *a, double ttl)
+static void collect(void *arg, const char *name, const struct fattr *a, double ttl)
 {
 	struct names *n = arg;
 	g_assert_true(ttl > 0);
-	g_string_append_printf(n->s, "%s:%u ", name, (unsigned)a->size);
+	g_string_append_printf(n->s, "%s:%u ", name, (unsigned)a->v3.size);
 }
 
 static bool listing(struct cache *c, const char *dir, char **out)
@@ -166,7 +168,7 @@ static void test_listing(void)
 	put_file(c, "/d/b", 99); /* (a reply from before cannot bring it back) */
 	g_assert_cmpint(get(c, "/d/b", NULL), ==, CACHE_HIT);
 	cache_entry_removed(c, "/d/b", false);
-	struct sftp_attrs stale = file_attrs(2);
+	struct fattr stale = file_attrs(2);
 	cache_put_attrs(c, "/d/b", &stale, before);
 	g_assert_cmpint(get(c, "/d/b", NULL), ==, CACHE_NOENT);
 	g_assert_true(listing(c, "/d", &out));
