@@ -6,6 +6,7 @@ connection of its own: we count the logins in the sshd's log ("Accepted
 publickey for ..."), and look at ss -tnp."""
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -224,6 +225,82 @@ def test_master_killed_borrowers_recover(menv):
         other = m3 if pid == m2.pid else m2
         assert sshd_connections(menv) == before + 1, "both borrowers connected"
         assert tcp_conns_of(other.pid, menv.sshd.port) == []
+    finally:
+        cleanup(m1, m2, m3)
+
+
+STATUS_LINE = re.compile(
+    r"^(?P<mp>/\S*) \((?P<role>[^)]*)\): (?P<state>connected|reconnecting); "
+    r"(?P<flight>\d+) requests in flight; sent (?P<sent>[\d.]+ \w+), "
+    r"received (?P<recv>[\d.]+ \w+); (?P<rc>\d+) reconnects; "
+    r"cache hits (?P<hits>n/a|(?P<rate>[\d.]+)% of (?P<lookups>\d+))$")
+
+
+def status_lines(text):
+    """{mountpoint: the fields of its line} from hashi -O status."""
+    out = {}
+    for ln in text.splitlines():
+        m = STATUS_LINE.match(ln)
+        if m:
+            out[m["mp"]] = m.groupdict()
+    return out
+
+
+def some_lookups(path):
+    """Metadata work the cache sees: lookups (some of names that are not
+    there) and directory listings."""
+    p = Path(path)
+    d = p / "lk"
+    d.mkdir(exist_ok=True)
+    for i in range(5):
+        (d / f"f{i}").write_bytes(b"x")
+    for _ in range(2):
+        sorted(os.listdir(d))
+        for i in range(8):
+            try:
+                os.stat(d / f"f{i}")
+            except FileNotFoundError:
+                pass
+    return True
+
+
+def test_status_reports_each_mount(menv):
+    """-O status: every mount (the master's and each borrower's) with its
+    own engine's state, requests in flight, bytes, reconnects and its own
+    cache's hit rate, which the borrowers report to the master."""
+    a = menv.root
+    cp = ctl_path(menv.base, a, "status")
+    opts = CM + [f"ControlPath={cp}"]
+    m1 = menv.mount("root", "openssh", export=menv.new_dir("exp", owner=a), opts=opts)
+    m2 = menv.mount("root", "openssh", export=menv.new_dir("exp", owner=a), opts=opts)
+    m3 = menv.mount("root", "openssh", export=menv.new_dir("exp", owner=a), opts=opts)
+    try:
+        for m in (m1, m2, m3):
+            assert m.do(some_lookups, m.path)
+        r = hashi_O(menv, a, "status", [f"ControlPath={cp}"])
+        print(r.stdout)
+        assert r.returncode == 0, r.stderr
+        assert "2 borrowed channel(s)" in r.stdout
+        lines = status_lines(r.stdout)
+        assert set(lines) >= {str(m.path) for m in (m1, m2, m3)}, r.stdout
+        assert lines[str(m1.path)]["role"] == "the master's own mount"
+        for m in (m2, m3):
+            assert lines[str(m.path)]["role"] == f"borrower, pid {m.pid}", r.stdout
+        for m in (m1, m2, m3):
+            ln = lines[str(m.path)]
+            assert ln["state"] == "connected"
+            assert ln["rate"] is not None, f"no cache figures for {m.path}: {r.stdout}"
+            assert 0.0 <= float(ln["rate"]) <= 100.0
+            assert int(ln["lookups"]) > 0
+            assert ln["rc"] == "0"
+            assert not ln["recv"].startswith("0 "), r.stdout
+        # a borrower's own figures, not the master's: more work on m2 only
+        before = {m: int(lines[str(m.path)]["lookups"]) for m in (m1, m2, m3)}
+        assert m2.do(some_lookups, m2.path)
+        r = hashi_O(menv, a, "status", [f"ControlPath={cp}"])
+        lines = status_lines(r.stdout)
+        assert int(lines[str(m2.path)]["lookups"]) > before[m2], r.stdout
+        assert int(lines[str(m3.path)]["lookups"]) == before[m3], r.stdout
     finally:
         cleanup(m1, m2, m3)
 
