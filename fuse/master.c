@@ -1215,13 +1215,27 @@ static struct transport *borrow(const struct master_settings *ms, const char *mo
 		report_to(ms->path, mountpoint);
 		return t;
 	}
-	if (*res == MUX_REFUSED)
+	if (*res == MUX_REFUSED || (*res == MUX_NO_ANSWER && reconnects == 0))
 		log_info("%s; connecting on our own", why);
 	else if (*res == MUX_UNUSABLE)
 		log_error("%s, disabling multiplexing", why);
 	else
 		log_debug("%s", why);
 	return NULL;
+}
+
+/* A borrower that is reconnecting and finds the master alive but silent
+ * (it queues borrowers while it reconnects itself, and answers them once
+ * it is back) waits for it rather than log in on its own: the engine asks
+ * again after its back-off. A new mount connects on its own instead. */
+static bool wait_for_master(enum mux_result res, unsigned reconnects, const char *path,
+			    char *err, size_t errlen)
+{
+	if (res != MUX_NO_ANSWER || reconnects == 0)
+		return false;
+	snprintf(err, errlen, "the master at %s has not answered yet (it may be reconnecting)",
+		 path);
+	return true;
 }
 
 struct transport *master_transport(const struct master_settings *ms, const char *mountpoint,
@@ -1248,6 +1262,8 @@ struct transport *master_transport(const struct master_settings *ms, const char 
 	if (ms->control_master != TARGET_CM_YES) {
 		if ((t = borrow(ms, mountpoint, reconnects, &res)) != NULL)
 			return t;
+		if (wait_for_master(res, reconnects, ms->path, err, errlen))
+			return NULL;
 		if (res != MUX_NO_MASTER || ms->control_master == TARGET_CM_NO)
 			return connect_fn(arg, err, errlen);
 	}
@@ -1268,6 +1284,10 @@ struct transport *master_transport(const struct master_settings *ms, const char 
 	} else if ((t = borrow(ms, mountpoint, reconnects, &res)) != NULL) {
 		unlock_election(lockfd);
 		return t;
+	}
+	if (wait_for_master(res, reconnects, ms->path, err, errlen)) {
+		unlock_election(lockfd);
+		return NULL;
 	}
 	if (res != MUX_NO_MASTER) {
 		unlock_election(lockfd);

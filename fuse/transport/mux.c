@@ -151,7 +151,7 @@ static int parse_answer(const uint8_t *buf, int n, const char *path, uint32_t *p
 	char *s = NULL;
 	if (n < 0) {
 		snprintf(err, errlen, "control socket %s: no answer from the master", path);
-		*res = MUX_UNUSABLE;
+		*res = MUX_NO_ANSWER;
 		return -1;
 	}
 	wire_reader_init(&r, buf, (size_t)n);

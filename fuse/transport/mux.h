@@ -61,6 +61,7 @@ enum mux_result {
 	MUX_NO_MASTER,   /* no socket, or nobody listening on it (a stale socket) */
 	MUX_REFUSED,     /* the master answered but lends no channel now */
 	MUX_UNUSABLE,    /* something else is there (not a hashi master, another uid) */
+	MUX_NO_ANSWER,   /* the master took no answer in time (it may be reconnecting), or left */
 };
 
 /* Borrow an SFTP channel from the master at path. On success a transport
