@@ -41,6 +41,8 @@
 #define MAX_RELAYS 48 /* each needs a pollfd; sshd's MaxSessions is 10 by default */
 #define LINGER_GRACE_S 3 /* ControlPersist=no: how long re-borrowers have to come back */
 #define SPARES 1 /* channels kept open ahead of borrowers */
+#define MAX_REPORTERS 64 /* borrowers' REPORT connections kept */
+#define STATS_WAIT_MS 2000 /* -O status: how long borrowers have to answer */
 
 /* ------------------------------------------------------------------ */
 /* settings */
@@ -171,6 +173,18 @@ struct relay {
 	struct framer f_up, f_down;
 };
 
+/* A borrower's REPORT connection: it answers STATS_REQ with its own
+ * figures (see mux.h). */
+struct reporter {
+	struct reporter *next;
+	int fd;
+	pid_t pid;      /* SO_PEERCRED's: its pid when it connected */
+	pid_t now_pid;  /* as it says (it may have daemonized since) */
+	char *mountpoint;
+	bool answered;
+	struct master_stats st;
+};
+
 struct lend {
 	struct transport base;
 	struct transport *inner;
@@ -203,6 +217,8 @@ static struct {
 	struct lend *lend;
 	master_stats_fn stats_fn;
 	void *stats_arg;
+	struct reporter *reporters; /* the accept thread's alone */
+	uint32_t stats_seq;
 } M = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
@@ -576,6 +592,296 @@ static struct transport *lend_new(struct transport *inner)
 }
 
 /* ------------------------------------------------------------------ */
+/* the borrowers' own figures, for -O status (see mux.h) */
+
+static void sock_timeouts(int fd, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* The peer has closed (or the socket failed): nothing more will come. */
+static bool hung_up(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
+static void reporter_free(struct reporter *p)
+{
+	close(p->fd);
+	free(p->mountpoint);
+	free(p);
+}
+
+/* Drop the reporters whose borrower has gone. Returns how many remain. */
+static int reporters_prune(void)
+{
+	int n = 0;
+	for (struct reporter **pp = &M.reporters; *pp != NULL;) {
+		struct reporter *p = *pp;
+		if (hung_up(p->fd)) {
+			*pp = p->next;
+			reporter_free(p);
+		} else {
+			n++;
+			pp = &p->next;
+		}
+	}
+	return n;
+}
+
+static void stats_decode(struct wire_reader *r, uint32_t want_seq, struct reporter *p)
+{
+	uint32_t seq, reconnects, pid;
+	uint8_t connected;
+	struct master_stats st = { 0 };
+	if (wire_get_u32(r, &seq) || wire_get_u32(r, &pid) || wire_get_u8(r, &connected) ||
+	    wire_get_u64(r, &st.in_flight) || wire_get_u64(r, &st.bytes_sent) ||
+	    wire_get_u64(r, &st.bytes_received) || wire_get_u32(r, &reconnects) ||
+	    wire_get_u64(r, &st.cache_hits) || wire_get_u64(r, &st.cache_lookups) ||
+	    seq != want_seq)
+		return; /* malformed, or the answer to an earlier request */
+	if (st.cache_hits > st.cache_lookups)
+		st.cache_lookups = st.cache_hits;
+	st.connected = connected != 0;
+	st.reconnects = reconnects;
+	p->now_pid = (pid_t)pid;
+	p->st = st;
+	p->answered = true;
+}
+
+/* Ask every borrower for its figures and wait (a while) for the answers.
+ * The accept thread's: it alone holds the reporters. */
+static void reporters_collect(void)
+{
+	reporters_prune();
+	uint32_t seq = ++M.stats_seq;
+	struct wire_buf b;
+	size_t mark;
+	wire_buf_init(&b, 64);
+	bool built = wire_packet_begin(&b, MUX_STATS_REQ, &mark) == 0 &&
+		     wire_put_u32(&b, seq) == 0 && wire_packet_end(&b, mark) == 0;
+	for (struct reporter *p = M.reporters; p != NULL; p = p->next) {
+		p->answered = false;
+		if (built && mux_write_all(p->fd, wire_buf_ptr(&b), wire_buf_len(&b)) < 0)
+			shutdown(p->fd, SHUT_RDWR); /* pruned next time */
+	}
+	wire_buf_free(&b);
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (struct reporter *p = M.reporters; p != NULL; p = p->next) {
+		uint8_t buf[256];
+		while (!p->answered) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			long left = STATS_WAIT_MS - ((now.tv_sec - t0.tv_sec) * 1000 +
+						     (now.tv_nsec - t0.tv_nsec) / 1000000);
+			struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+			if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+				break;
+			int n = mux_read_packet(p->fd, buf, sizeof(buf));
+			struct wire_reader r;
+			uint8_t type;
+			wire_reader_init(&r, buf, n > 0 ? (size_t)n : 0);
+			if (n < 0 || wire_get_u8(&r, &type)) {
+				shutdown(p->fd, SHUT_RDWR);
+				break;
+			}
+			if (type == MUX_STATS)
+				stats_decode(&r, seq, p);
+		}
+	}
+}
+
+/* A borrower's REPORT: keep its connection (the fd is ours now). */
+static void reporters_add(int fd, pid_t pid, char *mountpoint)
+{
+	if (reporters_prune() >= MAX_REPORTERS) {
+		send_fail(fd, MUX_FAIL_BUSY, "too many borrowers");
+		close(fd);
+		free(mountpoint);
+		return;
+	}
+	struct reporter *p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		close(fd);
+		free(mountpoint);
+		return;
+	}
+	p->fd = fd;
+	p->pid = pid;
+	p->mountpoint = mountpoint;
+	sock_timeouts(fd, 2);
+	send_ok(fd);
+	struct reporter **pp = &M.reporters;
+	while (*pp != NULL)
+		pp = &(*pp)->next;
+	*pp = p; /* in the order they came */
+}
+
+static void reporters_free(void)
+{
+	while (M.reporters != NULL) {
+		struct reporter *p = M.reporters;
+		M.reporters = p->next;
+		reporter_free(p);
+	}
+}
+
+/* The borrower's side: a thread that answers STATS_REQ on the REPORT
+ * connection made when a channel was borrowed. */
+static struct {
+	pthread_mutex_t lock;
+	int fd;      /* the connection served; -1 */
+	int pending; /* a newer one (after a re-borrow), for the thread to take */
+	int efd;     /* wakes the thread (a new connection, or the end) */
+	bool stop;
+	bool running;
+	pthread_t thread;
+} R = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .pending = -1, .efd = -1 };
+
+static void wake(int efd)
+{
+	uint64_t one = 1;
+	if (efd >= 0 && write(efd, &one, sizeof(one)) < 0)
+		log_debug("control socket: eventfd: %s", strerror(errno));
+}
+
+static int report_answer(int fd, const uint8_t *buf, int n)
+{
+	struct wire_reader r;
+	uint8_t type;
+	uint32_t seq;
+	wire_reader_init(&r, buf, (size_t)n);
+	if (wire_get_u8(&r, &type) || type != MUX_STATS_REQ || wire_get_u32(&r, &seq))
+		return 0; /* nothing we know: ignored */
+	struct master_stats st = { 0 };
+	pthread_mutex_lock(&M.lock);
+	if (M.stats_fn != NULL)
+		M.stats_fn(M.stats_arg, &st);
+	pthread_mutex_unlock(&M.lock);
+	struct wire_buf b;
+	size_t mark;
+	wire_buf_init(&b, 128);
+	int ret = -1;
+	if (wire_packet_begin(&b, MUX_STATS, &mark) == 0 && wire_put_u32(&b, seq) == 0 &&
+	    wire_put_u32(&b, (uint32_t)getpid()) == 0 && wire_put_u8(&b, st.connected ? 1 : 0) == 0 && wire_put_u64(&b, st.in_flight) == 0 &&
+	    wire_put_u64(&b, st.bytes_sent) == 0 && wire_put_u64(&b, st.bytes_received) == 0 &&
+	    wire_put_u32(&b, st.reconnects) == 0 && wire_put_u64(&b, st.cache_hits) == 0 &&
+	    wire_put_u64(&b, st.cache_lookups) == 0 && wire_packet_end(&b, mark) == 0)
+		ret = mux_write_all(fd, wire_buf_ptr(&b), wire_buf_len(&b));
+	wire_buf_free(&b);
+	return ret;
+}
+
+static void *reporter_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&R.lock);
+		if (R.stop) {
+			pthread_mutex_unlock(&R.lock);
+			break;
+		}
+		if (R.pending >= 0) {
+			if (R.fd >= 0)
+				close(R.fd);
+			R.fd = R.pending;
+			R.pending = -1;
+			sock_timeouts(R.fd, 5);
+		}
+		int fd = R.fd;
+		pthread_mutex_unlock(&R.lock);
+		struct pollfd p[2] = { { .fd = R.efd, .events = POLLIN },
+				       { .fd = fd, .events = POLLIN } };
+		if (poll(p, fd >= 0 ? 2 : 1, -1) < 0)
+			continue;
+		if (p[0].revents) {
+			uint64_t v;
+			if (read(R.efd, &v, sizeof(v)) < 0)
+				log_debug("control socket: eventfd: %s", strerror(errno));
+			continue;
+		}
+		if (fd < 0 || !p[1].revents)
+			continue;
+		uint8_t buf[256];
+		int n = mux_read_packet(fd, buf, sizeof(buf));
+		if (n < 0 || report_answer(fd, buf, n) < 0) {
+			pthread_mutex_lock(&R.lock);
+			close(fd); /* the master is gone: a re-borrow reports anew */
+			R.fd = -1;
+			pthread_mutex_unlock(&R.lock);
+		}
+	}
+	return NULL;
+}
+
+static bool start_thread_fn(pthread_t *th, void *(*fn)(void *))
+{
+	sigset_t block, prev;
+	sigfillset(&block);
+	pthread_sigmask(SIG_BLOCK, &block, &prev);
+	bool ok = pthread_create(th, NULL, fn, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &prev, NULL);
+	return ok;
+}
+
+/* After fuse_daemonize (whose fork keeps no thread), or at once later. */
+static void reporter_start(void)
+{
+	pthread_mutex_lock(&R.lock);
+	if (!R.running && !R.stop && R.efd >= 0 && (R.fd >= 0 || R.pending >= 0))
+		R.running = start_thread_fn(&R.thread, reporter_thread);
+	pthread_mutex_unlock(&R.lock);
+}
+
+/* We have just borrowed a channel from the master at path: make sure it
+ * can ask us for our figures. */
+static void report_to(const char *path, const char *mountpoint)
+{
+	pthread_mutex_lock(&R.lock);
+	bool have = R.pending >= 0 || (R.fd >= 0 && !hung_up(R.fd));
+	if (R.efd < 0)
+		R.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	pthread_mutex_unlock(&R.lock);
+	if (have || R.efd < 0)
+		return;
+	enum mux_result res;
+	char why[512];
+	int fd = transport_mux_report(path, mountpoint, &res, why, sizeof(why));
+	if (fd < 0) {
+		log_debug("no figures for -O status: %s", why);
+		return;
+	}
+	pthread_mutex_lock(&R.lock);
+	if (R.pending >= 0)
+		close(R.pending);
+	R.pending = fd;
+	pthread_mutex_unlock(&R.lock);
+	wake(R.efd);
+	if (M.started)
+		reporter_start();
+}
+
+static void reporter_stop(void)
+{
+	pthread_mutex_lock(&R.lock);
+	R.stop = true;
+	bool running = R.running;
+	R.running = false;
+	pthread_mutex_unlock(&R.lock);
+	wake(R.efd);
+	if (running)
+		pthread_join(R.thread, NULL);
+	if (R.fd >= 0)
+		close(R.fd);
+	if (R.pending >= 0)
+		close(R.pending);
+	R.fd = R.pending = -1;
+}
+
+/* ------------------------------------------------------------------ */
 /* the accept thread */
 
 static void human_bytes(uint64_t n, char *out, size_t len)
@@ -590,44 +896,67 @@ static void human_bytes(uint64_t n, char *out, size_t len)
 		snprintf(out, len, "%.1f GiB", (double)n / (1024.0 * 1024 * 1024));
 }
 
+static void append_mount(GString *s, const char *mountpoint, const char *role,
+			 const struct master_stats *st)
+{
+	char a[32], b[32], hits[64];
+	if (st->cache_lookups > 0)
+		snprintf(hits, sizeof(hits), "%.1f%% of %llu",
+			 100.0 * (double)st->cache_hits / (double)st->cache_lookups,
+			 (unsigned long long)st->cache_lookups);
+	else
+		snprintf(hits, sizeof(hits), "n/a");
+	human_bytes(st->bytes_sent, a, sizeof(a));
+	human_bytes(st->bytes_received, b, sizeof(b));
+	g_string_append_printf(s,
+			       "%s (%s): %s; %llu requests in flight; sent %s, received %s; "
+			       "%u reconnects; cache hits %s\n",
+			       mountpoint, role, st->connected ? "connected" : "reconnecting",
+			       (unsigned long long)st->in_flight, a, b, st->reconnects, hits);
+}
+
+/* After reporters_collect: each mount as its own engine and cache see it;
+ * a borrowed channel whose borrower did not answer, as the relay sees it. */
 static char *status_text(void)
 {
 	GString *s = g_string_new(NULL);
 	struct master_stats st = { 0 };
-	char a[32], b[32], hits[64];
 
 	pthread_mutex_lock(&M.lock);
 	if (M.stats_fn != NULL)
 		M.stats_fn(M.stats_arg, &st);
-	if (st.cache_lookups > 0)
-		snprintf(hits, sizeof(hits), "%.1f%% of %llu",
-			 100.0 * (double)st.cache_hits / (double)st.cache_lookups,
-			 (unsigned long long)st.cache_lookups);
-	else
-		snprintf(hits, sizeof(hits), "n/a");
-	human_bytes(st.bytes_sent, a, sizeof(a));
-	human_bytes(st.bytes_received, b, sizeof(b));
 	g_string_append_printf(s, "Master running (pid=%d), %s, %d borrowed channel(s)\n",
 			       (int)getpid(),
 			       M.lend != NULL ? "connected" : "reconnecting", M.borrowers);
 	if (M.stats_fn == NULL)
 		g_string_append_printf(s, "the master's own mount: gone, kept for the borrowers\n");
 	else
-		g_string_append_printf(s,
-				       "%s (the master's own mount): %s; %llu requests in flight; "
-				       "sent %s, received %s; %u reconnects; cache hits %s\n",
-				       M.mountpoint, st.connected ? "connected" : "reconnecting",
-				       (unsigned long long)st.in_flight, a, b, st.reconnects, hits);
+		append_mount(s, M.mountpoint, "the master's own mount", &st);
+	for (struct reporter *p = M.reporters; p != NULL; p = p->next) {
+		if (!p->answered) {
+			g_string_append_printf(s, "%s (borrower, pid %d): no answer\n",
+					       p->mountpoint, (int)p->pid);
+			continue;
+		}
+		gchar *role = g_strdup_printf("borrower, pid %d", (int)p->now_pid);
+		append_mount(s, p->mountpoint, role, &p->st);
+		g_free(role);
+	}
 	for (struct relay *r = M.lend != NULL ? M.lend->relays : NULL; r != NULL; r = r->next) {
-		uint64_t fl = r->f_up.packets > r->f_down.packets ?
-				      r->f_up.packets - r->f_down.packets : 0;
-		human_bytes(r->bytes_up, a, sizeof(a));
-		human_bytes(r->bytes_down, b, sizeof(b));
-		g_string_append_printf(s,
-				       "%s (borrowed channel): %s; %llu requests in flight; "
-				       "sent %s, received %s; %u reconnects; cache hits n/a\n",
-				       r->mountpoint, r->open ? "connected" : "opening",
-				       (unsigned long long)fl, a, b, r->reconnects);
+		bool reported = false;
+		for (struct reporter *p = M.reporters; p != NULL && !reported; p = p->next)
+			reported = p->answered && (p->pid == r->pid || p->now_pid == r->pid);
+		if (reported)
+			continue;
+		struct master_stats rs = {
+			.connected = r->open,
+			.in_flight = r->f_up.packets > r->f_down.packets ?
+					     r->f_up.packets - r->f_down.packets : 0,
+			.bytes_sent = r->bytes_up,
+			.bytes_received = r->bytes_down,
+			.reconnects = r->reconnects,
+		};
+		append_mount(s, r->mountpoint, "borrowed channel", &rs);
 	}
 	pthread_mutex_unlock(&M.lock);
 	return g_string_free(s, FALSE);
@@ -667,9 +996,7 @@ static bool serve_client(int fd)
 		close(fd);
 		return true;
 	}
-	struct timeval tv = { .tv_sec = 5 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	sock_timeouts(fd, 5);
 
 	struct wire_buf b;
 	size_t mark;
@@ -694,6 +1021,7 @@ static bool serve_client(int fd)
 		send_ok(fd);
 		break;
 	case MUX_STATUS: {
+		reporters_collect();
 		char *text = status_text();
 		send_text(fd, text);
 		g_free(text);
@@ -721,6 +1049,15 @@ static bool serve_client(int fd)
 		if (mounted)
 			kill(getpid(), SIGTERM);
 		return false;
+	case MUX_REPORT: {
+		char *mp = NULL;
+		if (wire_get_cstring(&r, &mp, 4096)) {
+			close(fd);
+			return true;
+		}
+		reporters_add(fd, cred.pid, mp);
+		return true;
+	}
 	case MUX_BORROW: {
 		struct borrow_req *q = calloc(1, sizeof(*q));
 		char *mp = NULL;
@@ -740,9 +1077,7 @@ static bool serve_client(int fd)
 		M.queue = q;
 		borrowers_add(1);
 		pthread_mutex_unlock(&M.lock);
-		uint64_t one = 1;
-		if (write(M.queue_efd, &one, sizeof(one)) < 0)
-			log_debug("control socket: eventfd: %s", strerror(errno));
+		wake(M.queue_efd);
 		return true; /* the I/O thread answers, once the channel is open */
 	}
 	default:
@@ -784,19 +1119,15 @@ static void *accept_thread(void *arg)
 
 static int start_thread(void)
 {
-	sigset_t block, prev;
-	if (M.thread_running)
-		return 0;
-	sigfillset(&block);
-	pthread_sigmask(SIG_BLOCK, &block, &prev);
-	M.thread_running = pthread_create(&M.thread, NULL, accept_thread, NULL) == 0;
-	pthread_sigmask(SIG_SETMASK, &prev, NULL);
+	if (!M.thread_running)
+		M.thread_running = start_thread_fn(&M.thread, accept_thread);
 	return M.thread_running ? 0 : -1;
 }
 
 void master_start(void)
 {
 	M.started = true;
+	reporter_start();
 	if (M.lfd >= 0 && start_thread() < 0) {
 		log_error("control socket: cannot start its thread, disabling multiplexing");
 		pthread_mutex_lock(&M.lock);
@@ -880,15 +1211,31 @@ static struct transport *borrow(const struct master_settings *ms, const char *mo
 	char why[512];
 	struct transport *t = transport_mux_borrow(ms->path, mountpoint, reconnects, res, why,
 						   sizeof(why));
-	if (t != NULL)
+	if (t != NULL) {
+		report_to(ms->path, mountpoint);
 		return t;
-	if (*res == MUX_REFUSED)
+	}
+	if (*res == MUX_REFUSED || (*res == MUX_NO_ANSWER && reconnects == 0))
 		log_info("%s; connecting on our own", why);
 	else if (*res == MUX_UNUSABLE)
 		log_error("%s, disabling multiplexing", why);
 	else
 		log_debug("%s", why);
 	return NULL;
+}
+
+/* A borrower that is reconnecting and finds the master alive but silent
+ * (it queues borrowers while it reconnects itself, and answers them once
+ * it is back) waits for it rather than log in on its own: the engine asks
+ * again after its back-off. A new mount connects on its own instead. */
+static bool wait_for_master(enum mux_result res, unsigned reconnects, const char *path,
+			    char *err, size_t errlen)
+{
+	if (res != MUX_NO_ANSWER || reconnects == 0)
+		return false;
+	snprintf(err, errlen, "the master at %s has not answered yet (it may be reconnecting)",
+		 path);
+	return true;
 }
 
 struct transport *master_transport(const struct master_settings *ms, const char *mountpoint,
@@ -915,6 +1262,8 @@ struct transport *master_transport(const struct master_settings *ms, const char 
 	if (ms->control_master != TARGET_CM_YES) {
 		if ((t = borrow(ms, mountpoint, reconnects, &res)) != NULL)
 			return t;
+		if (wait_for_master(res, reconnects, ms->path, err, errlen))
+			return NULL;
 		if (res != MUX_NO_MASTER || ms->control_master == TARGET_CM_NO)
 			return connect_fn(arg, err, errlen);
 	}
@@ -935,6 +1284,10 @@ struct transport *master_transport(const struct master_settings *ms, const char 
 	} else if ((t = borrow(ms, mountpoint, reconnects, &res)) != NULL) {
 		unlock_election(lockfd);
 		return t;
+	}
+	if (wait_for_master(res, reconnects, ms->path, err, errlen)) {
+		unlock_election(lockfd);
+		return NULL;
 	}
 	if (res != MUX_NO_MASTER) {
 		unlock_election(lockfd);
@@ -1009,18 +1362,18 @@ void master_linger(void)
 
 void master_shutdown(void)
 {
+	reporter_stop();
 	if (!M.active)
 		return;
 	pthread_mutex_lock(&M.lock);
 	stop_listening();
 	pthread_mutex_unlock(&M.lock);
 	if (M.thread_running) {
-		uint64_t one = 1;
-		if (write(M.stop_efd, &one, sizeof(one)) < 0)
-			log_debug("control socket: eventfd: %s", strerror(errno));
+		wake(M.stop_efd);
 		pthread_join(M.thread, NULL);
 		M.thread_running = false;
 	}
+	reporters_free();
 	M.active = false;
 }
 

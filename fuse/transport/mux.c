@@ -151,7 +151,7 @@ static int parse_answer(const uint8_t *buf, int n, const char *path, uint32_t *p
 	char *s = NULL;
 	if (n < 0) {
 		snprintf(err, errlen, "control socket %s: no answer from the master", path);
-		*res = MUX_UNUSABLE;
+		*res = MUX_NO_ANSWER;
 		return -1;
 	}
 	wire_reader_init(&r, buf, (size_t)n);
@@ -209,41 +209,59 @@ int transport_mux_request(const char *path, uint8_t type, uint32_t *pid, char **
 	return ret;
 }
 
-struct transport *transport_mux_borrow(const char *path, const char *mountpoint,
-				       unsigned reconnects, enum mux_result *res, char *err,
-				       size_t errlen)
+/* Open a connection, ask for a channel (BORROW) or to report (REPORT) for
+ * mountpoint, and read the OK. Returns the socket, or -1. */
+static int mux_ask(const char *path, uint8_t type, const char *mountpoint, unsigned reconnects,
+		   enum mux_result *res, char *err, size_t errlen)
 {
 	uint32_t pid;
 	int fd = mux_open(path, &pid, res, err, errlen);
 	if (fd < 0)
-		return NULL;
+		return -1;
 	struct wire_buf b;
 	size_t mark;
 	uint8_t buf[1200];
 	wire_buf_init(&b, MUX_MAX_PACKET);
-	if (wire_packet_begin(&b, MUX_BORROW, &mark) ||
+	if (wire_packet_begin(&b, type, &mark) ||
 	    wire_put_cstring(&b, mountpoint != NULL ? mountpoint : "") ||
-	    wire_put_u32(&b, reconnects) || wire_packet_end(&b, mark)) {
+	    (type == MUX_BORROW && wire_put_u32(&b, reconnects)) || wire_packet_end(&b, mark)) {
 		wire_buf_free(&b);
 		close(fd);
 		snprintf(err, errlen, "out of memory");
 		*res = MUX_UNUSABLE;
-		return NULL;
+		return -1;
 	}
 	int n = mux_exchange(fd, &b, buf, sizeof(buf), MUX_REPLY_TIMEOUT_S);
 	wire_buf_free(&b);
 	if (parse_answer(buf, n, path, &pid, NULL, res, err, errlen) < 0) {
 		close(fd);
-		return NULL;
+		return -1;
 	}
 	set_timeout(fd, 0);
-	log_debug("borrowed an SFTP channel from the master (pid %u) at %s", pid, path);
+	log_debug("%s the master (pid %u) at %s",
+		  type == MUX_BORROW ? "borrowed an SFTP channel from" : "reporting to", pid, path);
+	*res = MUX_DONE;
+	return fd;
+}
+
+int transport_mux_report(const char *path, const char *mountpoint, enum mux_result *res,
+			 char *err, size_t errlen)
+{
+	return mux_ask(path, MUX_REPORT, mountpoint, 0, res, err, errlen);
+}
+
+struct transport *transport_mux_borrow(const char *path, const char *mountpoint,
+				       unsigned reconnects, enum mux_result *res, char *err,
+				       size_t errlen)
+{
+	int fd = mux_ask(path, MUX_BORROW, mountpoint, reconnects, res, err, errlen);
+	if (fd < 0)
+		return NULL;
 	struct transport *t = transport_fds(fd, fd, err, errlen);
 	if (t == NULL) {
 		close(fd);
 		*res = MUX_UNUSABLE;
 		return NULL;
 	}
-	*res = MUX_DONE;
 	return t;
 }

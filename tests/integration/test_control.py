@@ -6,6 +6,7 @@ connection of its own: we count the logins in the sshd's log ("Accepted
 publickey for ..."), and look at ss -tnp."""
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -226,6 +227,198 @@ def test_master_killed_borrowers_recover(menv):
         assert tcp_conns_of(other.pid, menv.sshd.port) == []
     finally:
         cleanup(m1, m2, m3)
+
+
+STATUS_LINE = re.compile(
+    r"^(?P<mp>/\S*) \((?P<role>[^)]*)\): (?P<state>connected|reconnecting); "
+    r"(?P<flight>\d+) requests in flight; sent (?P<sent>[\d.]+ \w+), "
+    r"received (?P<recv>[\d.]+ \w+); (?P<rc>\d+) reconnects; "
+    r"cache hits (?P<hits>n/a|(?P<rate>[\d.]+)% of (?P<lookups>\d+))$")
+
+
+def status_lines(text):
+    """{mountpoint: the fields of its line} from hashi -O status."""
+    out = {}
+    for ln in text.splitlines():
+        m = STATUS_LINE.match(ln)
+        if m:
+            out[m["mp"]] = m.groupdict()
+    return out
+
+
+def some_lookups(path):
+    """Metadata work the cache sees: lookups (some of names that are not
+    there) and directory listings."""
+    p = Path(path)
+    d = p / "lk"
+    d.mkdir(exist_ok=True)
+    for i in range(5):
+        (d / f"f{i}").write_bytes(b"x")
+    for _ in range(2):
+        sorted(os.listdir(d))
+        for i in range(8):
+            try:
+                os.stat(d / f"f{i}")
+            except FileNotFoundError:
+                pass
+    return True
+
+
+def test_status_reports_each_mount(menv):
+    """-O status: every mount (the master's and each borrower's) with its
+    own engine's state, requests in flight, bytes, reconnects and its own
+    cache's hit rate, which the borrowers report to the master."""
+    a = menv.root
+    cp = ctl_path(menv.base, a, "status")
+    opts = CM + [f"ControlPath={cp}"]
+    m1 = menv.mount("root", "openssh", export=menv.new_dir("exp", owner=a), opts=opts)
+    m2 = menv.mount("root", "openssh", export=menv.new_dir("exp", owner=a), opts=opts)
+    m3 = menv.mount("root", "openssh", export=menv.new_dir("exp", owner=a), opts=opts)
+    try:
+        for m in (m1, m2, m3):
+            assert m.do(some_lookups, m.path)
+        r = hashi_O(menv, a, "status", [f"ControlPath={cp}"])
+        print(r.stdout)
+        assert r.returncode == 0, r.stderr
+        assert "2 borrowed channel(s)" in r.stdout
+        lines = status_lines(r.stdout)
+        assert set(lines) >= {str(m.path) for m in (m1, m2, m3)}, r.stdout
+        assert lines[str(m1.path)]["role"] == "the master's own mount"
+        for m in (m2, m3):
+            assert lines[str(m.path)]["role"] == f"borrower, pid {m.pid}", r.stdout
+        for m in (m1, m2, m3):
+            ln = lines[str(m.path)]
+            assert ln["state"] == "connected"
+            assert ln["rate"] is not None, f"no cache figures for {m.path}: {r.stdout}"
+            assert 0.0 <= float(ln["rate"]) <= 100.0
+            assert int(ln["lookups"]) > 0
+            assert ln["rc"] == "0"
+            assert not ln["recv"].startswith("0 "), r.stdout
+        # a borrower's own figures, not the master's: more work on m2 only
+        before = {m: int(lines[str(m.path)]["lookups"]) for m in (m1, m2, m3)}
+        assert m2.do(some_lookups, m2.path)
+        r = hashi_O(menv, a, "status", [f"ControlPath={cp}"])
+        lines = status_lines(r.stdout)
+        assert int(lines[str(m2.path)]["lookups"]) > before[m2], r.stdout
+        assert int(lines[str(m3.path)]["lookups"]) == before[m3], r.stdout
+    finally:
+        cleanup(m1, m2, m3)
+
+
+def sshd_only(pids):
+    """The sshd processes among pids. Their children (the user's shell
+    starting sftp-server, the sftp-servers) are left to end on their own:
+    SIGKILL there can cut short a shell start-up that holds a lock (pyenv's
+    rehash in root's .bashrc does) and leave it held."""
+    def comm(p):
+        try:
+            return Path(f"/proc/{p}/comm").read_text().strip()
+        except OSError:
+            return ""
+    return [p for p in pids if comm(p) == "sshd"]
+
+
+def stop_sshd(d):
+    """The whole server goes at once: every session's sshd processes
+    (SIGKILL) and the listener."""
+    from test_reconnect import _ppids, _subtree, _wait_gone
+    pids = sshd_only(_subtree(d.pid, _ppids()))
+    d.kill(pids[1:])
+    os.kill(d.pid, signal.SIGTERM)
+    _wait_gone(pids[:1], "the sshd listener to exit")
+    d.pid = None
+
+
+@pytest.fixture(scope="module")
+def fault_sshd(menv):
+    """A private sshd (test_reconnect's) whose sessions we may kill and which
+    we may restart on the same port."""
+    from test_reconnect import FaultSshd
+    d = FaultSshd(menv.base / "sshd-fault", menv.authorized_keys).start()
+    yield d
+    d.shutdown()
+
+
+@pytest.mark.parametrize("how", ["kill_session", "restart_sshd", "long_outage"])
+def test_master_connection_breaks_reconnects_once(menv, fault_sshd, how):
+    """The master's connection breaks (its sshd session is killed, or the
+    whole sshd restarts, or is away for a while; the master itself lives):
+    the master logs in once more, for everyone; the borrowers re-borrow
+    from it (no login of their own), and files they held open across the
+    break go on working (handles reopened, requests sent again).
+
+    long_outage: the server is away for longer than a borrower waits for
+    the master's answer (20 s) and back before the master's next attempt
+    (its back-off: 1, 2, 4, 8, 16 s): a borrower that then logged in on its
+    own (as it did) would make more than one login. The pause is the
+    outage being tested."""
+    a = menv.root
+    d = fault_sshd
+    # (no %C: hashi -O below finds it whatever port it is given)
+    cp = ctl_path(menv.base, a, f"break-{how}").replace("%C", "m")
+    extra = menv.ssh_opts(a, port=d.port, known_hosts=d.known_hosts)
+    opts = CM + [f"ControlPath={cp}", "ServerAliveInterval=2"]
+    export = menv.new_dir("exp", owner=a)
+    data = os.urandom(300000)
+    (Path(export) / "ro").write_bytes(data)
+    mounts, files = [], []
+    try:
+        for _ in range(3):
+            mounts.append(menv.mount("root", "openssh", export=export, extra=extra,
+                                     opts=opts))
+        m1, m2, m3 = mounts
+        # files open across the break: one written on m2, one read on m3
+        w = open(m2.path / "held", "w+b")
+        files.append(w)
+        w.write(b"A" * 70000)
+        w.flush()
+        os.fsync(w.fileno())
+        r3 = open(m3.path / "ro", "rb")
+        files.append(r3)
+        assert r3.read(1000) == data[:1000]
+        before = d.accepted()
+        assert tcp_conns_of(m2.pid, d.port) == tcp_conns_of(m3.pid, d.port) == []
+        if how == "kill_session":
+            d.kill(sshd_only(d.sessions_of(m1.pid)))
+        else:
+            stop_sshd(d)
+            if how == "long_outage":
+                time.sleep(17)
+            d._launch()
+
+        # the borrowers' open files, then new work on every mount
+        w.write(b"B" * 70000)
+        w.flush()
+        os.fsync(w.fileno())
+        w.seek(0)
+        assert w.read(10) == b"A" * 10
+        assert r3.read() == data[1000:]
+        r3.seek(123456)
+        assert r3.read(100) == data[123456:123556]
+        w.close()
+        assert (Path(export) / "held").read_bytes() == b"A" * 70000 + b"B" * 70000
+        for m in mounts:
+            assert m.do(write_read, m.path / f"after{m.pid}", b"after") == b"after"
+
+        assert d.accepted() == before + 1, "not one reconnect for everyone"
+        assert master_pid(menv, a, cp) == m1.pid
+        assert len(tcp_conns_of(m1.pid, d.port)) == 1
+        assert tcp_conns_of(m2.pid, d.port) == []
+        assert tcp_conns_of(m3.pid, d.port) == []
+        st = hashi_O(menv, a, "status", [f"ControlPath={cp}"])
+        print(st.stdout)
+        lines = status_lines(st.stdout)
+        assert lines[str(m1.path)]["rc"] == "1", st.stdout
+        for m in (m2, m3):
+            assert int(lines[str(m.path)]["rc"]) >= 1, st.stdout
+            assert lines[str(m.path)]["state"] == "connected", st.stdout
+    finally:
+        for f in files:
+            try:
+                f.close()
+            except OSError:
+                pass
+        cleanup(*mounts)
 
 
 def test_O_check_exit_stop(menv):
