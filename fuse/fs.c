@@ -1242,6 +1242,10 @@ static void mknod_hashi_cb(void *arg, struct sftp_reply *r)
 	cache_entry_added(o->fs->cache, o->path);
 	if (o->flags == O_DIRECTORY)
 		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
+	if (r->type == SSH_FXP_STATUS) { /* a repeat found it made: ask for its attributes */
+		lstat_req(o, entry_lstat_cb);
+		return;
+	}
 	if (reply_fattr(r, &o->attrs)) {
 		reply_err_free(o, EIO);
 		return;
