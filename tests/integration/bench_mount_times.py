@@ -21,7 +21,6 @@ about them (the host is shared), only that the borrowers did borrow.
 
 import os
 import statistics
-import subprocess
 import time
 
 from mountfix import *  # noqa: F401,F403
@@ -58,7 +57,7 @@ def unmount_all(a, mounts):
         wait_pid(pid, 30)
 
 
-def one_round(env, a, n, gap):
+def one_round(env, a, gap):
     d = env.new_dir("ctl", owner=a, mode=0o700)
     cp = str(d / "s")
     export = env.new_dir("exp", owner=a)
@@ -85,8 +84,8 @@ def test_mount_times(menv):
     rows = {}
     for how, gap in (("back-to-back", 0.0), (f"spaced {GAP:g} s", GAP)):
         firsts, borrowed = [], [[] for _ in range(BORROWERS)]
-        for n in range(ROUNDS):
-            t = one_round(menv, a, n, gap)
+        for _ in range(ROUNDS):
+            t = one_round(menv, a, gap)
             firsts.append(t[0])
             for i, x in enumerate(t[1:]):
                 borrowed[i].append(x)
