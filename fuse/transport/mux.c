@@ -209,8 +209,8 @@ int transport_mux_request(const char *path, uint8_t type, uint32_t *pid, char **
 	return ret;
 }
 
-/* Open a connection, ask for a channel (BORROW) or to report (REPORT) for
- * mountpoint, and read the OK. Returns the socket, or -1. */
+/* Open a connection, ask for a channel (BORROW, and read the OK) or to
+ * report (REPORT) for mountpoint. Returns the socket, or -1. */
 static int mux_ask(const char *path, uint8_t type, const char *mountpoint, unsigned reconnects,
 		   enum mux_result *res, char *err, size_t errlen)
 {
@@ -231,6 +231,21 @@ static int mux_ask(const char *path, uint8_t type, const char *mountpoint, unsig
 		*res = MUX_UNUSABLE;
 		return -1;
 	}
+	if (type == MUX_REPORT) {
+		/* Not worth a round trip before the mount: the master's answer
+		 * (OK, or FAIL and the end) is read with its STATS_REQs. */
+		int w = mux_write_all(fd, wire_buf_ptr(&b), wire_buf_len(&b));
+		wire_buf_free(&b);
+		if (w < 0) {
+			close(fd);
+			snprintf(err, errlen, "control socket %s: the master went away", path);
+			*res = MUX_NO_ANSWER;
+			return -1;
+		}
+		set_timeout(fd, 0);
+		*res = MUX_DONE;
+		return fd;
+	}
 	int n = mux_exchange(fd, &b, buf, sizeof(buf), MUX_REPLY_TIMEOUT_S);
 	wire_buf_free(&b);
 	if (parse_answer(buf, n, path, &pid, NULL, res, err, errlen) < 0) {
@@ -238,8 +253,7 @@ static int mux_ask(const char *path, uint8_t type, const char *mountpoint, unsig
 		return -1;
 	}
 	set_timeout(fd, 0);
-	log_debug("%s the master (pid %u) at %s",
-		  type == MUX_BORROW ? "borrowed an SFTP channel from" : "reporting to", pid, path);
+	log_debug("borrowed an SFTP channel from the master (pid %u) at %s", pid, path);
 	*res = MUX_DONE;
 	return fd;
 }

@@ -15,8 +15,8 @@
  * session: the master relays them to and from a new channel on its SSH
  * session.
  *
- * After OK to a REPORT (sent by a borrower once it has its channel, on a
- * second connection it keeps), the master asks for the borrower's own
+ * After a REPORT (sent by a borrower once it has its channel, on a second
+ * connection it keeps; it does not wait for the OK), the master asks for the borrower's own
  * figures whenever `hashi -O status` asks it:
  *   master -> borrower:        STATS_REQ uint32 seq
  *   borrower -> master:        STATS     uint32 seq, uint32 pid, byte connected,

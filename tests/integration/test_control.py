@@ -66,16 +66,29 @@ def cleanup(*mounts):
             try:
                 m.exit_status = wait_pid(m.pid, 30)
             except AssertionError:
-                dump_stuck(m.pid)
+                dump_stuck(m.pid, m.path)
                 os.kill(m.pid, signal.SIGKILL)
                 m.exit_status = wait_pid(m.pid, 10)
 
 
-def dump_stuck(pid):
-    """A daemon that does not exit: where its threads are (for the log)."""
+def dump_stuck(pid, path=None):
+    """A daemon that does not exit: where its threads are, and which other
+    mount namespaces still hold its mount (one made by another test session
+    while the mount existed keeps the FUSE connection open after our
+    unmount), for the log."""
     r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
                        capture_output=True, text=True)
     print(f"--- threads of stuck pid {pid}:\n{r.stdout[-6000:]}")
+    if path is None:
+        return
+    holders = {}
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and f" {path} " in Path(f"/proc/{d}/mountinfo").read_text():
+                holders.setdefault(os.readlink(f"/proc/{d}/ns/mnt"), d)
+        except OSError:
+            pass
+    print(f"--- mount namespaces holding {path}: {holders}")
 
 
 def unmount(m):
