@@ -24,6 +24,8 @@ def _readable_memory(pid):
             path = fields[5] if len(fields) > 5 else ""
             if "r" not in fields[1] or path in ("[vvar]", "[vsyscall]") or path.startswith("/"):
                 continue
+            if hi - lo > 1 << 30:  # AddressSanitizer's shadow: terabytes, mostly unbacked
+                continue
             try:
                 mem.seek(lo)
                 out.append(mem.read(hi - lo))
