@@ -29,6 +29,13 @@ from pathlib import Path
 
 import pytest
 
+# A suite started in the background by a shell without job control (as
+# `cmd &` in a script) inherits SIGINT ignored, and every program it runs
+# would too: hashi's SIGINT tests would then test that. Start from the
+# usual disposition instead.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER_REL = Path("sftp-server") / "hashi-sftp-server"
 OPENSSH_SFTP_SERVER = "/usr/lib/openssh/sftp-server"
