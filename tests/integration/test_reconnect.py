@@ -58,7 +58,6 @@ ACCEPTED_RE = re.compile(r"Accepted publickey for root from")
 # kills the hashi daemons (blocked system calls then fail) and fails the test.
 WATCHDOG = 100.0
 BAD_ERRNOS = (errno.ETIMEDOUT, errno.EIO)
-NSENTER = "nsenter"
 
 
 # --------------------------------------------------------------------------
@@ -206,10 +205,13 @@ def _wait_gone(pids, what, limit=15.0):
 
 class FaultSshd(NsSshd):
     """OpenSSH sshd on its own port and in its own mount namespace, held by a
-    small process (`cat` on a pipe of ours) made before any mount: the
-    listener is started inside it with nsenter each time, so that a restart
-    (while mounts exist) does not copy our FUSE mounts into a new namespace,
-    which would keep them alive after fusermount3 -u."""
+    small shell made before any mount, which starts the listener each time we
+    write a line to it. So a restart (while mounts exist) does not copy our
+    FUSE mounts into a new namespace (which would keep them alive after
+    fusermount3 -u), and the test process never forks while it holds files
+    open on a mount: a child's exec closes those descriptors, each close is a
+    FLUSH, and a FLUSH waits for the writes queued behind it, so with the
+    server down the exec (and the restart) would wait for hashi's timeout."""
 
     def __init__(self, directory, authorized_keys):
         super().__init__(directory, authorized_keys)
@@ -218,8 +220,12 @@ class FaultSshd(NsSshd):
 
     # -- lifecycle
     def start(self):
-        self.holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "cat"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        launcher = ('while read -r _; do /usr/sbin/sshd -f "$1" -E "$2" 2>"$3"; '
+                    'echo "$?"; done')
+        self.holder = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", launcher, "sh",
+             self.config, self.log, self.config + ".stderr"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         # the namespace exists once unshare has exec'd cat
         _wait_for(lambda: os.readlink(f"/proc/{self.holder.pid}/ns/mnt")
                   != os.readlink("/proc/self/ns/mnt"), "the sshd's mount namespace")
@@ -265,11 +271,12 @@ Subsystem sftp {self.subsystem}
         if os.path.exists(self.pidfile):
             os.unlink(self.pidfile)
         mark = len(self.log_text())
-        r = subprocess.run([NSENTER, f"--mount=/proc/{self.holder.pid}/ns/mnt", "--",
-                            "/usr/sbin/sshd", "-f", self.config, "-E", self.log],
-                           capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError(f"sshd exited {r.returncode}: {r.stderr}"
+        self.holder.stdin.write("start\n")
+        self.holder.stdin.flush()
+        rc = self.holder.stdout.readline().strip()
+        if rc != "0":
+            raise RuntimeError(f"sshd exited {rc or 'unknown'}: "
+                               f"{Path(self.config + '.stderr').read_text()}"
                                f"{self.log_text()[mark:]}")
 
         def ready():
