@@ -242,6 +242,11 @@ static void discard_cb(void *arg, struct sftp_reply *r)
 	file_unref(arg);
 }
 
+void file_forget(struct file *f)
+{
+	file_unref(f);
+}
+
 void file_discard(struct file *f)
 {
 	sftp_handle_req(f->c, SSH_FXP_CLOSE, f->handle, f->hlen, discard_cb, f);

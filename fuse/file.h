@@ -57,6 +57,9 @@ struct file *file_from_handle(struct files *fl, struct sftp_client *c, struct sf
 			      fuse_ino_t ino, int flags);
 /* Close a handle nobody waits for (an error path), and free f. */
 void file_discard(struct file *f);
+/* Drop the open file's own reference without a word to the server: at exit,
+ * for a file whose RELEASE never came (the connection is already gone). */
+void file_forget(struct file *f);
 /* The inode of an open file is known only after it is made (create). */
 void file_set_ino(struct file *f, fuse_ino_t ino);
 

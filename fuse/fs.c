@@ -2488,6 +2488,13 @@ static void lock_interrupted(fuse_req_t req, void *arg)
 static void lock_cb(void *arg, struct sftp_reply *r)
 {
 	struct lock_op *lo = arg;
+	if (lo->flags & HASHI_LOCK_WAIT) {
+		/* No interrupt callback from now on: this returns once one
+		 * running (it holds the request's lock) is done, so its
+		 * reference can go. */
+		fuse_req_interrupt_func(lo->req, NULL, NULL);
+		lock_op_unref(lo);
+	}
 	if (r->err) {
 		fuse_reply_err(lo->req, reply_errno(r));
 	} else if (lo->getlk) {
@@ -3026,17 +3033,28 @@ struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 	return fs;
 }
 
+static void forget_file(gpointer f)
+{
+	file_forget(f);
+}
+
 void fs_free(struct fs *fs)
 {
 	if (!fs)
 		return;
 	GHashTableIter it;
 	gpointer key, val;
+	g_hash_table_iter_init(&it, fs->locks);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		struct lockh *lh = val;
+		if (lh->f)
+			file_forget(lh->f);
+	}
 	g_hash_table_iter_init(&it, fs->by_ino);
 	while (g_hash_table_iter_next(&it, &key, &val)) {
 		struct node *n = val;
 		/* files the kernel never released (its RELEASE came too late) */
-		g_slist_free_full(n->files, g_free);
+		g_slist_free_full(n->files, forget_file);
 		g_slist_free_full(n->aliases, g_free);
 		g_free(n->path);
 		g_free(n);

@@ -1178,33 +1178,24 @@ int main(int argc, char **argv)
 		g_ptr_array_add(fargs, g_strdup("-d"));
 	struct fuse_args args = FUSE_ARGS_INIT((int)fargs->len, (char **)fargs->pdata);
 
+	/* Each failure below undoes what was done before it (the labels at the
+	 * end, in reverse order) and exits 1. */
+	int ret = 1;
 	struct fs *fs = fs_new(c, &o.fs);
 	struct fuse_session *se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), fs);
 	if (!se) {
 		fprintf(stderr, "hashi: cannot create the FUSE session (see the message above)\n");
-		sftp_client_free(c);
-		return 1;
+		goto out_fs;
 	}
-	if (fuse_set_signal_handlers(se) != 0) {
-		fuse_session_destroy(se);
-		sftp_client_free(c);
-		return 1;
-	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
 	if (fuse_session_mount(se, o.mountpoint) != 0) {
 		fprintf(stderr, "hashi: cannot mount on '%s'\n", o.mountpoint);
-		fuse_remove_signal_handlers(se);
-		fuse_session_destroy(se);
-		sftp_client_free(c);
-		return 1;
+		goto out_handlers;
 	}
 	/* Every error so far reached the terminal; now the background. */
-	if (fuse_daemonize(o.foreground) != 0) {
-		fuse_session_unmount(se);
-		fuse_remove_signal_handlers(se);
-		fuse_session_destroy(se);
-		sftp_client_free(c);
-		return 1;
-	}
+	if (fuse_daemonize(o.foreground) != 0)
+		goto out_mounted;
 	if (!o.foreground) {
 		log_init("hashi", o.debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, false);
 		log_set_prefix(o.mountpoint);
@@ -1219,8 +1210,8 @@ int main(int argc, char **argv)
 		forget_password(); /* (kept only to log in again after a reconnect) */
 	if (sftp_client_start(c) != 0) {
 		log_error("cannot start the I/O thread");
-		fuse_session_unmount(se);
-		return 1;
+		master_shutdown();
+		goto out_mounted;
 	}
 	/* One connection by default (as sshfs): an open file stays on one
 	 * connection, so a single stream gains nothing from more, and each
@@ -1232,21 +1223,35 @@ int main(int argc, char **argv)
 	static struct stats_src stats_src;
 	stats_src = (struct stats_src){ c, fs };
 	master_set_stats(o.mountpoint, mount_stats, &stats_src);
-	int ret = fuse_session_loop(se);
+	ret = fuse_session_loop(se);
 	if (ret > 0)
 		ret = 0;
+	else if (ret < 0)
+		log_error("the FUSE session ended with an error: %s", strerror(-ret));
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	extra_conns_free(&extra);
 	master_linger(); /* while other mounts borrow our connection */
 	master_shutdown();
+	goto out_session;
+
+out_mounted:
+	fuse_session_unmount(se);
+out_handlers:
+	fuse_remove_signal_handlers(se);
+out_session:
 	/* The I/O thread answers the kernel's requests through the session:
 	 * stop it (what is pending is answered now) before the session goes. */
 	sftp_client_free(c);
+	c = NULL;
 	fuse_session_destroy(se);
+out_fs:
+	sftp_client_free(c);
 	fs_free(fs);
 	fuse_opt_free_args(&args);
 	g_ptr_array_free(fargs, TRUE);
+	if (sftp_client_orphans())
+		return ret == 0 ? 0 : 1; /* a reconnect thread still reads these */
 	options_free(&o);
 	free(user);
 	free(host);

@@ -1812,7 +1812,12 @@ int sftp_client_start(struct sftp_client *c)
 
 /* A reconnect thread may be inside a blocking connect: it is left to finish
  * on its own, and what it uses is kept (reachable from here) until exit. */
-static struct sftp_client *orphaned;
+static GPtrArray *orphaned;
+
+bool sftp_client_orphans(void)
+{
+	return orphaned != NULL;
+}
 
 void sftp_client_free(struct sftp_client *c)
 {
@@ -1831,7 +1836,9 @@ void sftp_client_free(struct sftp_client *c)
 	}
 	if (c->rthread_running) {
 		pthread_detach(c->rthread);
-		orphaned = c;
+		if (!orphaned)
+			orphaned = g_ptr_array_new();
+		g_ptr_array_add(orphaned, c);
 		return;
 	}
 	if (c->new_t)

@@ -101,6 +101,10 @@ unsigned sftp_client_conns(const struct sftp_client *c);
 int sftp_client_start(struct sftp_client *c);
 /* Stop the thread, fail what is pending, close the transport, free. */
 void sftp_client_free(struct sftp_client *c);
+/* Whether sftp_client_free left a reconnect thread running (inside a
+ * blocking connect): what its reconnect callback uses must then stay until
+ * the process exits. */
+bool sftp_client_orphans(void);
 
 uint32_t sftp_client_exts(const struct sftp_client *c);
 uint32_t sftp_client_max_read(const struct sftp_client *c);

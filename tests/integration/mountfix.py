@@ -254,14 +254,20 @@ def renameat2(old, new, flags):
 
 
 def hashi_env(account):
-    """A clean environment for hashi: no agent, the account's HOME."""
-    return {
+    """A clean environment for hashi: no agent, the account's HOME; the
+    sanitizers' options (log files, suppressions) pass through, so that a
+    daemon's report under the ASan run is seen, not lost on its stderr."""
+    env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "HOME": account.home,
         "USER": account.name,
         "LOGNAME": account.name,
         "LANG": "C.UTF-8",
     }
+    for k in ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return env
 
 
 # --------------------------------------------------------------------------
