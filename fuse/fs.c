@@ -517,6 +517,23 @@ static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 	return found;
 }
 
+/* ino's open file that made it (known attributes), held, or NULL. */
+static struct file *node_known_file(struct fs *fs, fuse_ino_t ino)
+{
+	struct file *f = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
+		struct file *c = l->data;
+		if (c->known_ok)
+			f = c;
+	}
+	if (f)
+		file_hold(f);
+	pthread_mutex_unlock(&fs->lock);
+	return f;
+}
+
 struct op {
 	struct fs *fs;
 	fuse_req_t req;
@@ -1001,6 +1018,72 @@ static void setattr_hashi(struct op *o, const struct stat *attr, bool own_handle
 	sftp_submit(by_handle ? o->file->c : o->fs->c, msg, setattr_hashi_cb, o);
 }
 
+/* A change of times or mode of a file an open of ours has just made, with
+ * nothing else changed since: the attributes after it are certain, so the
+ * FSETSTAT goes behind the file's writes and the kernel is answered now; a
+ * failure comes back at flush or close, as a write's does. (tar and cp -p
+ * set times on each file they write: this saves a round trip per file.) */
+static bool setattr_behind(struct op *o, fuse_ino_t ino, const struct stat *attr, int to_set,
+			   struct fuse_file_info *fi)
+{
+	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+			  FUSE_SET_ATTR_MTIME_NOW;
+	if ((to_set & ~(times | FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_CTIME)) ||
+	    !(to_set & (times | FUSE_SET_ATTR_MODE)) || !cache_enabled(o->fs->cache) ||
+	    ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & (S_ISUID | S_ISGID))))
+		return false;
+	struct file *f;
+	if (fi && fi->fh) {
+		f = file_of(fi);
+		file_hold(f);
+	} else if (!(f = node_known_file(o->fs, ino))) {
+		return false;
+	}
+	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID |
+			      SSH_FILEXFER_ATTR_ACMODTIME | SSH_FILEXFER_ATTR_SIZE;
+	struct fattr k;
+	bool mtime_exact;
+	if (!file_known(f, o->fs->cfg.cache.stat_timeout, &k, &mtime_exact) || k.x.mask ||
+	    (k.v3.flags & need) != need || !S_ISREG(k.v3.perm) ||
+	    (!mtime_exact && !(to_set & FUSE_SET_ATTR_MTIME))) {
+		file_put(f);
+		return false;
+	}
+	struct sftp_attrs set;
+	attrs_clear(&set);
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		set.flags |= SSH_FILEXFER_ATTR_PERMISSIONS;
+		set.perm = attr->st_mode & 07777;
+		k.v3.perm = (k.v3.perm & S_IFMT) | set.perm;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		/* SFTP sets both: the one not given is the one known */
+		set.flags |= SSH_FILEXFER_ATTR_ACMODTIME;
+		set.atime = (to_set & FUSE_SET_ATTR_ATIME) ?
+				    now_or(&attr->st_atim, to_set & FUSE_SET_ATTR_ATIME_NOW) :
+				    k.v3.atime;
+		set.mtime = (to_set & FUSE_SET_ATTR_MTIME) ?
+				    now_or(&attr->st_mtim, to_set & FUSE_SET_ATTR_MTIME_NOW) :
+				    k.v3.mtime;
+		k.v3.atime = set.atime;
+		k.v3.mtime = set.mtime;
+	}
+	bool owner_only = (to_set & FUSE_SET_ATTR_MODE) ||
+			  ((to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
+			   !(to_set & (FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)));
+	if (set.flags)
+		file_setstat_behind(f, &set, &k, owner_only);
+	file_put(f);
+	o->attrs = k;
+	o->path2 = node_live_path(o->fs, ino);
+	if (o->path2)
+		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
+	log_debug("setattr of ino %llu sent behind its writes, answered from its known attributes",
+		  (unsigned long long)ino);
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+	return true;
+}
+
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -1008,6 +1091,10 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct sftp_attrs *a = &o->attrs.v3;
 	o->ino = ino;
 	o->to_set = to_set;
+	if (!has(o->fs->c, SFTP_HAS_HASHI_SETSTAT) && setattr_behind(o, ino, attr, to_set, fi))
+		return;
+	/* what an open file knew of the attributes is stale from here on */
+	files_changed(o->fs->files, ino);
 	o->path = node_path(o->fs, ino);
 	if (fi && fi->fh)
 		o->file = file_of(fi);
@@ -1475,6 +1562,8 @@ static void create_finish(void *arg)
 	e.attr_timeout = o->fs->cfg.attr_timeout;
 	e.entry_timeout = o->fs->cfg.entry_timeout;
 	file_set_ino(o->file, e.ino);
+	if (o->flags & O_EXCL) /* it is new: these are its attributes */
+		file_set_known(o->file, &a);
 	o->fi.fh = (uint64_t)(uintptr_t)o->file;
 	node_add_file(o->fs, e.ino, o->file);
 	if (fuse_reply_create(o->req, &e, &o->fi) != 0) {
