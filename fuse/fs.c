@@ -1075,6 +1075,9 @@ static bool setattr_behind(struct op *o, fuse_ino_t ino, const struct stat *attr
 		file_setstat_behind(f, &set, &k, owner_only);
 	file_put(f);
 	o->attrs = k;
+	/* The kernel keeps none of it: should the FSETSTAT fail, stat shows the
+	 * server's attributes once flush or close has dropped ours. */
+	o->ttl = 0;
 	o->path2 = node_live_path(o->fs, ino);
 	if (o->path2)
 		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
