@@ -236,6 +236,18 @@ static void file_unref(struct file *f)
 	g_free(f);
 }
 
+void file_hold(struct file *f)
+{
+	pthread_mutex_lock(&f->fl->lock);
+	f->refs++;
+	pthread_mutex_unlock(&f->fl->lock);
+}
+
+void file_put(struct file *f)
+{
+	file_unref(f);
+}
+
 static void discard_cb(void *arg, struct sftp_reply *r)
 {
 	(void)r;
@@ -462,7 +474,16 @@ void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, of
 
 	pthread_mutex_lock(&fl->lock);
 	struct fnode *fn = f->fn;
+	bool mine = f->known_ok && f->known_gen == fn->gen && !(f->flags & O_APPEND);
 	fn->gen++; /* what was read ahead is stale */
+	f->known_ok = mine;
+	if (mine) {
+		/* the size this write leaves; the server sets the mtime */
+		if (w->off + size > f->known.v3.size)
+			f->known.v3.size = w->off + size;
+		f->known_mtime = false;
+		f->known_gen = fn->gen;
+	}
 	if (f->err && !sync) {
 		/* an earlier write failed: say so now (and again at close) */
 		int err = f->err;
@@ -491,6 +512,85 @@ void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, of
 	account_locked(w, parts);
 	pthread_mutex_unlock(&fl->lock);
 	wop_send(w, buf);
+}
+
+/* ---- attributes this open knows ----------------------------------------- */
+
+void file_set_known(struct file *f, const struct fattr *a)
+{
+	pthread_mutex_lock(&f->fl->lock);
+	if (f->fn) {
+		f->known = *a;
+		f->known_ok = true;
+		f->known_mtime = true;
+		f->known_gen = f->fn->gen;
+		f->known_at = g_get_monotonic_time();
+	}
+	pthread_mutex_unlock(&f->fl->lock);
+}
+
+bool file_known(struct file *f, double max_age, struct fattr *a, bool *mtime_exact)
+{
+	int64_t now = g_get_monotonic_time();
+	pthread_mutex_lock(&f->fl->lock);
+	bool ok = f->known_ok && f->fn && f->known_gen == f->fn->gen && !f->err &&
+		  (double)(now - f->known_at) < max_age * G_USEC_PER_SEC;
+	if (ok) {
+		*a = f->known;
+		*mtime_exact = f->known_mtime;
+	}
+	pthread_mutex_unlock(&f->fl->lock);
+	return ok;
+}
+
+struct setstat_behind {
+	struct file *f;
+	bool owner_only;
+};
+
+static void setstat_behind_cb(void *arg, struct sftp_reply *r)
+{
+	struct setstat_behind *sb = arg;
+	struct file *f = sb->f;
+	int err = r->err ? reply_err(r) : 0;
+	if (err == EACCES && sb->owner_only)
+		err = EPERM; /* the server says "permission denied" for both */
+	g_free(sb);
+	pthread_mutex_lock(&f->fl->lock);
+	f->reqs--;
+	if (err) {
+		f->known_ok = false;
+		if (!f->err)
+			f->err = err; /* for flush, fsync or close to return */
+	}
+	GSList *run = idle_waiters_locked(f);
+	pthread_mutex_unlock(&f->fl->lock);
+	if (err)
+		log_debug("FSETSTAT behind the writes failed: %s (held for close)", strerror(err));
+	run_waiters(run);
+	file_unref(f);
+}
+
+void file_setstat_behind(struct file *f, const struct sftp_attrs *set, const struct fattr *after,
+			 bool owner_only)
+{
+	struct setstat_behind *sb = g_new(struct setstat_behind, 1);
+	sb->f = f;
+	sb->owner_only = owner_only;
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_FSETSTAT);
+	wire_put_string(sftp_msg_buf(m), f->handle, f->hlen);
+	attrs_put(sftp_msg_buf(m), set);
+	pthread_mutex_lock(&f->fl->lock);
+	f->refs++;
+	f->reqs++; /* flush and close wait for it as for a write */
+	if (f->known_ok) {
+		f->known = *after;
+		if (set->flags & SSH_FILEXFER_ATTR_ACMODTIME)
+			f->known_mtime = true;
+	}
+	pthread_mutex_unlock(&f->fl->lock);
+	/* on f's connection (the handle's), after everything sent on it */
+	sftp_submit(f->c, m, setstat_behind_cb, sb);
 }
 
 /* flush, fsync, release: once the file's writes are answered. */

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache.h"
 #include "sftp-client.h"
 #include "sftp-proto.h"
 
@@ -47,6 +48,14 @@ struct file {
 	unsigned parked;        /* its writes waiting for room */
 	GSList *waiters;        /* run when reqs drops to 0 and nothing is parked */
 	struct ra *ra;
+	/* The attributes the file had when this open made it (O_EXCL), kept
+	 * up to date by this open's own writes and setattrs: valid while
+	 * nothing else changed the inode (fnode's gen is still known_gen). */
+	struct fattr known;
+	bool known_ok;
+	bool known_mtime;       /* known.mtime is exact (no write since it was set) */
+	unsigned known_gen;
+	int64_t known_at;       /* g_get_monotonic_time() when learnt from the server */
 };
 
 struct files *files_new(const struct files_config *cfg);
@@ -62,6 +71,22 @@ void file_discard(struct file *f);
 void file_forget(struct file *f);
 /* The inode of an open file is known only after it is made (create). */
 void file_set_ino(struct file *f, fuse_ino_t ino);
+/* Another reference to f (a setattr borrowing an open file), and its end. */
+void file_hold(struct file *f);
+void file_put(struct file *f);
+
+/* What the server said of a file this open has just made (after
+ * file_set_ino). */
+void file_set_known(struct file *f, const struct fattr *a);
+/* f's known attributes, if nothing but f changed the file since (and they
+ * were learnt less than max_age seconds ago); *mtime_exact is false once f
+ * wrote since (the server then set an mtime of its own). */
+bool file_known(struct file *f, double max_age, struct fattr *a, bool *mtime_exact);
+/* Send FSETSTAT of set on f's handle, behind f's writes, and answer nobody:
+ * as a write-behind, a failure is held for flush, fsync or close (EACCES
+ * as EPERM when owner_only). after becomes f's known attributes. */
+void file_setstat_behind(struct file *f, const struct sftp_attrs *set, const struct fattr *after,
+			 bool owner_only);
 
 void file_read(struct file *f, fuse_req_t req, size_t size, off_t off);
 void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, off_t off);

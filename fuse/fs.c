@@ -517,6 +517,23 @@ static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 	return found;
 }
 
+/* ino's open file that made it (known attributes), held, or NULL. */
+static struct file *node_known_file(struct fs *fs, fuse_ino_t ino)
+{
+	struct file *f = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
+		struct file *c = l->data;
+		if (c->known_ok)
+			f = c;
+	}
+	if (f)
+		file_hold(f);
+	pthread_mutex_unlock(&fs->lock);
+	return f;
+}
+
 struct op {
 	struct fs *fs;
 	fuse_req_t req;
@@ -1001,6 +1018,75 @@ static void setattr_hashi(struct op *o, const struct stat *attr, bool own_handle
 	sftp_submit(by_handle ? o->file->c : o->fs->c, msg, setattr_hashi_cb, o);
 }
 
+/* A change of times or mode of a file an open of ours has just made, with
+ * nothing else changed since: the attributes after it are certain, so the
+ * FSETSTAT goes behind the file's writes and the kernel is answered now; a
+ * failure comes back at flush or close, as a write's does. (tar and cp -p
+ * set times on each file they write: this saves a round trip per file.) */
+static bool setattr_behind(struct op *o, fuse_ino_t ino, const struct stat *attr, int to_set,
+			   struct fuse_file_info *fi)
+{
+	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+			  FUSE_SET_ATTR_MTIME_NOW;
+	if ((to_set & ~(times | FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_CTIME)) ||
+	    !(to_set & (times | FUSE_SET_ATTR_MODE)) || !cache_enabled(o->fs->cache) ||
+	    ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & (S_ISUID | S_ISGID))))
+		return false;
+	struct file *f;
+	if (fi && fi->fh) {
+		f = file_of(fi);
+		file_hold(f);
+	} else if (!(f = node_known_file(o->fs, ino))) {
+		return false;
+	}
+	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID |
+			      SSH_FILEXFER_ATTR_ACMODTIME | SSH_FILEXFER_ATTR_SIZE;
+	struct fattr k;
+	bool mtime_exact;
+	if (!file_known(f, o->fs->cfg.cache.stat_timeout, &k, &mtime_exact) || k.x.mask ||
+	    (k.v3.flags & need) != need || !S_ISREG(k.v3.perm) ||
+	    (!mtime_exact && !(to_set & FUSE_SET_ATTR_MTIME))) {
+		file_put(f);
+		return false;
+	}
+	struct sftp_attrs set;
+	attrs_clear(&set);
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		set.flags |= SSH_FILEXFER_ATTR_PERMISSIONS;
+		set.perm = attr->st_mode & 07777;
+		k.v3.perm = (k.v3.perm & S_IFMT) | set.perm;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		/* SFTP sets both: the one not given is the one known */
+		set.flags |= SSH_FILEXFER_ATTR_ACMODTIME;
+		set.atime = (to_set & FUSE_SET_ATTR_ATIME) ?
+				    now_or(&attr->st_atim, to_set & FUSE_SET_ATTR_ATIME_NOW) :
+				    k.v3.atime;
+		set.mtime = (to_set & FUSE_SET_ATTR_MTIME) ?
+				    now_or(&attr->st_mtim, to_set & FUSE_SET_ATTR_MTIME_NOW) :
+				    k.v3.mtime;
+		k.v3.atime = set.atime;
+		k.v3.mtime = set.mtime;
+	}
+	bool owner_only = (to_set & FUSE_SET_ATTR_MODE) ||
+			  ((to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
+			   !(to_set & (FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)));
+	if (set.flags)
+		file_setstat_behind(f, &set, &k, owner_only);
+	file_put(f);
+	o->attrs = k;
+	/* The kernel keeps none of it: should the FSETSTAT fail, stat shows the
+	 * server's attributes once flush or close has dropped ours. */
+	o->ttl = 0;
+	o->path2 = node_live_path(o->fs, ino);
+	if (o->path2)
+		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
+	log_debug("setattr of ino %llu sent behind its writes, answered from its known attributes",
+		  (unsigned long long)ino);
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+	return true;
+}
+
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -1008,6 +1094,10 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct sftp_attrs *a = &o->attrs.v3;
 	o->ino = ino;
 	o->to_set = to_set;
+	if (!has(o->fs->c, SFTP_HAS_HASHI_SETSTAT) && setattr_behind(o, ino, attr, to_set, fi))
+		return;
+	/* what an open file knew of the attributes is stale from here on */
+	files_changed(o->fs->files, ino);
 	o->path = node_path(o->fs, ino);
 	if (fi && fi->fh)
 		o->file = file_of(fi);
@@ -1272,6 +1362,60 @@ static void mknod_hashi(struct op *o, mode_t mode, dev_t rdev, const char *targe
 	sftp_submit(o->fs->c, m, mknod_hashi_cb, o);
 }
 
+/* MKDIR with an LSTAT of the new path right behind it (the server answers
+ * in order): the entry's attributes come in the same round trip, and after
+ * a bare "failure" the LSTAT says whether the name exists. */
+struct mkdir_join {
+	struct op *o;
+	int left;
+	int mk_err;
+	bool mk_failure;       /* SSH_FX_FAILURE without an errno */
+	int stat_err;
+};
+
+static void mkdir_join_done(struct mkdir_join *j)
+{
+	if (__atomic_sub_fetch(&j->left, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	struct op *o = j->o;
+	int mk_err = j->mk_err, stat_err = j->stat_err;
+	bool failure = j->mk_failure;
+	g_free(j);
+	if (mk_err) {
+		cache_invalidate_entry(o->fs->cache, o->path);
+		reply_err_free(o, !failure ? mk_err : stat_err ? EPERM : EEXIST);
+		return;
+	}
+	cache_entry_added(o->fs->cache, o->path);
+	cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
+	if (stat_err) {
+		reply_err_free(o, stat_err);
+		return;
+	}
+	/* (the LSTAT was answered after the MKDIR: newer than that change) */
+	cache_put_attrs(o->fs->cache, o->path, &o->attrs, cache_gen(o->fs->cache));
+	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
+}
+
+static void mkdir_mk_cb(void *arg, struct sftp_reply *r)
+{
+	struct mkdir_join *j = arg;
+	if (r->err) {
+		j->mk_err = reply_errno(r);
+		j->mk_failure = r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE &&
+				!r->sys_errno;
+	}
+	mkdir_join_done(j);
+}
+
+static void mkdir_stat_cb(void *arg, struct sftp_reply *r)
+{
+	struct mkdir_join *j = arg;
+	if (r->err || reply_fattr(r, &j->o->attrs))
+		j->stat_err = r->err ? reply_errno(r) : EIO;
+	mkdir_join_done(j);
+}
+
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct op *o = op_new(req);
@@ -1293,7 +1437,11 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct sftp_msg *m = sftp_msg_new(SSH_FXP_MKDIR);
 	wire_put_cstring(sftp_msg_buf(m), o->path);
 	attrs_put(sftp_msg_buf(m), &a);
-	sftp_submit(o->fs->c, m, make_entry_cb, o);
+	struct mkdir_join *j = g_new0(struct mkdir_join, 1);
+	j->o = o;
+	j->left = 2;
+	sftp_submit(o->fs->c, m, mkdir_mk_cb, j);
+	stat_path(o->fs->c, o->path, mkdir_stat_cb, j);
 }
 
 static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -1475,6 +1623,8 @@ static void create_finish(void *arg)
 	e.attr_timeout = o->fs->cfg.attr_timeout;
 	e.entry_timeout = o->fs->cfg.entry_timeout;
 	file_set_ino(o->file, e.ino);
+	if (o->flags & O_EXCL) /* it is new: these are its attributes */
+		file_set_known(o->file, &a);
 	o->fi.fh = (uint64_t)(uintptr_t)o->file;
 	node_add_file(o->fs, e.ino, o->file);
 	if (fuse_reply_create(o->req, &e, &o->fi) != 0) {

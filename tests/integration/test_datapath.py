@@ -8,6 +8,8 @@ sshd's own mount namespace (nsenter): there the server's writes fail with
 ENOSPC while our namespace never sees the tmpfs.
 """
 
+import ctypes
+import errno
 import hashlib
 import os
 import random
@@ -19,7 +21,7 @@ import time
 import pytest
 
 from mountfix import *  # noqa: F401,F403 - fixtures
-from mountfix import _wait_for
+from mountfix import OPENSSH_SFTP_SERVER, _wait_for
 
 MiB = 1 << 20
 
@@ -491,3 +493,127 @@ def test_auto_cache_sees_server_change(menv):
         assert m.run(body)
     finally:
         unmount_ok(m)
+
+
+# --------------------------------------------------------------------------
+# small files: what tar and cp do to each file, in as few round trips as the
+# semantics allow (times and mode set behind the writes, errors at close)
+
+_libc = None
+
+
+def futimens_omit_atime(fd, mtime):
+    """futimens(fd, {UTIME_OMIT, mtime}), as GNU tar does after writing a
+    file (os.utime cannot omit one of the times)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.futimens.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    UTIME_OMIT = (1 << 30) - 2
+    ts = (ctypes.c_long * 4)(0, UTIME_OMIT, mtime, 0)
+    if _libc.futimens(fd, ts) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def test_times_and_mode_set_right_after_writing(mnt):
+    """create O_EXCL, write, fchmod, futimens, close (tar, cp -p): what stat
+    shows afterwards, through the mount and on the server, is what was set;
+    a write after the times moves the mtime again until it is set again."""
+    def body(m, e):
+        fd = os.open(m / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, b"a" * 4096)
+        os.fchmod(fd, 0o600)
+        os.utime(fd, (1_000_000_000, 1_100_000_000))
+        st = os.fstat(fd)
+        assert (st.st_size, st.st_mode & 0o7777) == (4096, 0o600)
+        assert (st.st_atime, st.st_mtime) == (1_000_000_000, 1_100_000_000)
+        os.close(fd)
+        for p in (m / "f", e / "f"):
+            st = os.stat(p)
+            assert (st.st_size, st.st_mode & 0o7777) == (4096, 0o600), p
+            assert (st.st_atime, st.st_mtime) == (1_000_000_000, 1_100_000_000), p
+
+        # tar's way: atime omitted; and a write between two settings
+        fd = os.open(m / "g", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        atime = os.fstat(fd).st_atime
+        os.write(fd, b"b" * 100)
+        futimens_omit_atime(fd, 1_200_000_000)
+        os.write(fd, b"c" * 100)
+        assert os.fstat(fd).st_size == 200
+        futimens_omit_atime(fd, 1_300_000_000)
+        os.close(fd)
+        for p in (m / "g", e / "g"):
+            st = os.stat(p)
+            assert st.st_size == 200 and st.st_mtime == 1_300_000_000, p
+            assert abs(st.st_atime - atime) < 2, f"{p}: the omitted atime changed"
+        assert (e / "g").read_bytes() == b"b" * 100 + b"c" * 100
+
+        # a file truncated through another descriptor in between: the
+        # size the first one knew is stale and must not be shown
+        fd = os.open(m / "h", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, b"d" * 1000)
+        os.truncate(m / "h", 10)
+        os.utime(fd, (5, 6))
+        assert os.fstat(fd).st_size == 10
+        os.close(fd)
+        assert os.stat(e / "h").st_size == 10 and os.stat(e / "h").st_mtime == 6
+        return True
+    assert mnt.run(body)
+
+
+def test_deferred_setattr_error_comes_back_at_close(menv):
+    """A server that refuses FSETSTAT (OpenSSH's sftp-server -P fsetstat):
+    the times set right after the writes go behind them, so futimens
+    returns, and the refusal comes back at close, as a write's error does;
+    then stat shows the server's times, not the ones that failed."""
+    m = menv.mount("root", "hashi",
+                   opts=[f"sftp_server={OPENSSH_SFTP_SERVER} -P fsetstat"])
+    try:
+        def body(mp, e):
+            fd = os.open(mp / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, b"x" * 4096)
+            futimens_omit_atime(fd, 1_100_000_000)
+            try:
+                os.close(fd)
+            except OSError as err:
+                closed = err.errno
+            else:
+                closed = None
+            assert closed == errno.EPERM, \
+                f"a refused FSETSTAT behind the writes must fail close: {closed}"
+            assert (e / "f").read_bytes() == b"x" * 4096
+            assert os.stat(e / "f").st_mtime != 1_100_000_000
+            assert os.stat(mp / "f").st_mtime == int(os.stat(e / "f").st_mtime)  # (SFTP v3: seconds)
+            return True
+        assert m.run(body)
+    finally:
+        unmount_ok(m)
+
+
+def test_copy_file_range_counts_exactly(mnt):
+    """copy-data and the FSTAT that says how much it copied go together:
+    the count is exact for a short source, an offset past its end, and a
+    source still being written through the mount."""
+    def body(m, e):
+        (e / "src").write_bytes(bytes(range(256)) * 40)
+        fi = os.open(m / "src", os.O_RDONLY)
+        fo = os.open(m / "dst", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            assert os.copy_file_range(fi, fo, 1 << 30, 100, 0) == 10240 - 100
+            assert os.copy_file_range(fi, fo, 1 << 20, 20000, 0) == 0
+        finally:
+            os.close(fi)
+            os.close(fo)
+        assert (e / "dst").read_bytes() == (bytes(range(256)) * 40)[100:]
+        w = os.open(m / "grow", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(w, b"g" * 3000)
+        fo = os.open(m / "dst2", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            assert os.copy_file_range(w, fo, 1 << 30, 0, 0) == 3000
+        finally:
+            os.close(fo)
+            os.close(w)
+        assert (e / "dst2").read_bytes() == b"g" * 3000
+        return True
+    assert mnt.run(body)
