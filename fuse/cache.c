@@ -371,6 +371,16 @@ bool cache_get_dir(struct cache *c, const char *dir,
 	return kids != NULL;
 }
 
+bool cache_has_dir(struct cache *c, const char *dir)
+{
+	if (!cache_enabled(c))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	bool has = listing_locked(c, dir, now_s()) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	return has;
+}
+
 void cache_put_dir(struct cache *c, const char *dir, const char *const *names, unsigned n,
 		   uint64_t gen)
 {

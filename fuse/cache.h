@@ -86,6 +86,8 @@ void cache_put_link(struct cache *c, const char *path, const char *target, uint6
 bool cache_get_dir(struct cache *c, const char *dir,
 		   void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
 		   void *arg);
+/* Is a listing of dir held (its names' attributes may have expired)? */
+bool cache_has_dir(struct cache *c, const char *dir);
 void cache_put_dir(struct cache *c, const char *dir, const char *const *names, unsigned n,
 		   uint64_t gen);
 
