@@ -1773,7 +1773,15 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	(void)ino;
+	struct fs *fs = fuse_req_userdata(req);
+	struct fattr a;
+	bool known = false;
+	char *path = cache_enabled(fs->cache) ? node_live_path(fs, ino) : NULL;
+	if (path && cache_get_attrs(fs->cache, path, &a, NULL) == CACHE_HIT &&
+	    (a.v3.flags & SSH_FILEXFER_ATTR_SIZE))
+		known = true;
+	g_free(path);
+	file_size_hint(file_of(fi), known, known ? a.v3.size : 0);
 	file_read(file_of(fi), req, size, off);
 }
 
@@ -2082,7 +2090,8 @@ static void dir_step_locked(struct dir *d, struct dir_todo *t)
 			const char **names = g_new(const char *, d->entries->len + 1);
 			for (guint i = 0; i < d->entries->len; i++)
 				names[i] = g_array_index(d->entries, struct dirent_rec, i).name;
-			cache_put_dir(d->fs->cache, d->path, names, d->entries->len, d->gen);
+			(d->background ? cache_put_dir_ahead : cache_put_dir)(
+				d->fs->cache, d->path, names, d->entries->len, d->gen);
 			g_free(names);
 		}
 	}
@@ -2373,7 +2382,7 @@ static void dir_note_open(struct fs *fs, const char *path)
 	pthread_mutex_unlock(&fs->lock);
 	if (n >= 2) {
 		struct sibs s = { .dir = parent, .paths = g_ptr_array_new_with_free_func(g_free) };
-		if (cache_get_dir(fs->cache, parent, sib_add, &s)) {
+		if (cache_peek_dir(fs->cache, parent, sib_add, &s)) {
 			for (guint i = 0; i < s.paths->len; i++) {
 				const char *p = s.paths->pdata[i];
 				if (strcmp(p, path) != 0 && !cache_has_dir(fs->cache, p))
