@@ -224,6 +224,21 @@ static struct centry *listing_locked(struct cache *c, const char *dir, double no
 	return NULL;
 }
 
+/* path exists (the server says so now): a listing of its parent we hold
+ * (read before it came) gets its name. */
+static void listing_add_locked(struct cache *c, const char *path, double now)
+{
+	char *dir = parent_of(path);
+	struct centry *d = dir ? listing_locked(c, dir, now) : NULL;
+	g_free(dir);
+	const char *name = strrchr(path, '/') + 1;
+	if (d && !g_hash_table_contains(d->nameset, name)) {
+		char *s = g_strdup(name);
+		g_ptr_array_add(d->names, s);
+		g_hash_table_add(d->nameset, s);
+	}
+}
+
 enum cache_result cache_get_attrs(struct cache *c, const char *path, struct fattr *a,
 				  double *ttl)
 {
@@ -275,6 +290,8 @@ static void put_attrs_common(struct cache *c, const char *path, const struct fat
 		if (!a) {
 			link_drop(e);
 			dir_drop(e);
+		} else {
+			listing_add_locked(c, path, now);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
