@@ -20,6 +20,8 @@ struct centry {
 	double dir_until;
 	GPtrArray *names;        /* char *, the server's order */
 	GHashTable *nameset;     /* the same names, for "is it there" */
+	bool dir_ahead;          /* read ahead for us, not by a reader: a name
+				  * missing from it is still asked for */
 };
 
 struct cache {
@@ -222,6 +224,21 @@ static struct centry *listing_locked(struct cache *c, const char *dir, double no
 	return NULL;
 }
 
+/* path exists (the server says so now): a listing of its parent we hold
+ * (read before it came) gets its name. */
+static void listing_add_locked(struct cache *c, const char *path, double now)
+{
+	char *dir = parent_of(path);
+	struct centry *d = dir ? listing_locked(c, dir, now) : NULL;
+	g_free(dir);
+	const char *name = strrchr(path, '/') + 1;
+	if (d && !g_hash_table_contains(d->nameset, name)) {
+		char *s = g_strdup(name);
+		g_ptr_array_add(d->names, s);
+		g_hash_table_add(d->nameset, s);
+	}
+}
+
 enum cache_result cache_get_attrs(struct cache *c, const char *path, struct fattr *a,
 				  double *ttl)
 {
@@ -240,7 +257,7 @@ enum cache_result cache_get_attrs(struct cache *c, const char *path, struct fatt
 	} else {
 		char *dir = parent_of(path);
 		struct centry *d = dir ? listing_locked(c, dir, now) : NULL;
-		if (d && !g_hash_table_contains(d->nameset, strrchr(path, '/') + 1)) {
+		if (d && !d->dir_ahead && !g_hash_table_contains(d->nameset, strrchr(path, '/') + 1)) {
 			res = CACHE_NOENT;
 			if (ttl)
 				*ttl = d->dir_until - now;
@@ -273,6 +290,8 @@ static void put_attrs_common(struct cache *c, const char *path, const struct fat
 		if (!a) {
 			link_drop(e);
 			dir_drop(e);
+		} else {
+			listing_add_locked(c, path, now);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -331,9 +350,9 @@ void cache_put_link(struct cache *c, const char *path, const char *target, uint6
 	pthread_mutex_unlock(&c->lock);
 }
 
-bool cache_get_dir(struct cache *c, const char *dir,
-		   void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
-		   void *arg)
+static bool get_dir(struct cache *c, const char *dir,
+		    void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
+		    void *arg, bool promote)
 {
 	if (!cache_enabled(c))
 		return false;
@@ -341,6 +360,8 @@ bool cache_get_dir(struct cache *c, const char *dir,
 	pthread_mutex_lock(&c->lock);
 	struct centry *d = listing_locked(c, dir, now);
 	GPtrArray *kids = NULL;
+	if (d && d->dir_ahead && promote)
+		d->dir_ahead = false; /* read now: what it lacks is known missing */
 	if (d) {
 		/* Every name must still have its attributes. */
 		kids = g_ptr_array_sized_new(d->names->len);
@@ -371,8 +392,18 @@ bool cache_get_dir(struct cache *c, const char *dir,
 	return kids != NULL;
 }
 
-void cache_put_dir(struct cache *c, const char *dir, const char *const *names, unsigned n,
-		   uint64_t gen)
+bool cache_has_dir(struct cache *c, const char *dir)
+{
+	if (!cache_enabled(c))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	bool has = listing_locked(c, dir, now_s()) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	return has;
+}
+
+static void put_dir(struct cache *c, const char *dir, const char *const *names, unsigned n,
+		    uint64_t gen, bool ahead)
 {
 	double now = now_s();
 	pthread_mutex_lock(&c->lock);
@@ -390,8 +421,35 @@ void cache_put_dir(struct cache *c, const char *dir, const char *const *names, u
 			g_hash_table_add(e->nameset, s);
 		}
 		e->dir_until = now + c->cfg.dir_timeout;
+		e->dir_ahead = ahead;
 	}
 	pthread_mutex_unlock(&c->lock);
+}
+
+bool cache_get_dir(struct cache *c, const char *dir,
+		   void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
+		   void *arg)
+{
+	return get_dir(c, dir, each, arg, true);
+}
+
+bool cache_peek_dir(struct cache *c, const char *dir,
+		    void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
+		    void *arg)
+{
+	return get_dir(c, dir, each, arg, false);
+}
+
+void cache_put_dir(struct cache *c, const char *dir, const char *const *names, unsigned n,
+		   uint64_t gen)
+{
+	put_dir(c, dir, names, n, gen, false);
+}
+
+void cache_put_dir_ahead(struct cache *c, const char *dir, const char *const *names, unsigned n,
+			 uint64_t gen)
+{
+	put_dir(c, dir, names, n, gen, true);
 }
 
 /* path changed now: drop its data, and remember the change. */

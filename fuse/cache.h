@@ -86,6 +86,19 @@ void cache_put_link(struct cache *c, const char *path, const char *target, uint6
 bool cache_get_dir(struct cache *c, const char *dir,
 		   void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
 		   void *arg);
+/* The same, for a look that is not a reader's: a listing read ahead
+ * stays one (see cache_put_dir_ahead). */
+bool cache_peek_dir(struct cache *c, const char *dir,
+		    void (*each)(void *arg, const char *name, const struct fattr *a, double ttl),
+		    void *arg);
+/* A listing read ahead, before anyone asked for it: its names and their
+ * attributes answer as any listing's, but a name missing from it is not
+ * known missing (the server is asked) until a reader has been given it
+ * (cache_get_dir): then it is an ordinary listing. */
+void cache_put_dir_ahead(struct cache *c, const char *dir, const char *const *names, unsigned n,
+			 uint64_t gen);
+/* Is a listing of dir held (its names' attributes may have expired)? */
+bool cache_has_dir(struct cache *c, const char *dir);
 void cache_put_dir(struct cache *c, const char *dir, const char *const *names, unsigned n,
 		   uint64_t gen);
 

@@ -85,6 +85,8 @@ struct ra {
 	unsigned gen;          /* the inode's generation the chunks were read at */
 	GQueue chunks;         /* struct rchunk, contiguous, in offset order */
 	GQueue readers;        /* struct rreq waiting for chunks */
+	bool size_known;       /* the file's size, as the attribute cache knows it */
+	uint64_t size;
 };
 
 /* ---- the set ------------------------------------------------------------ */
@@ -680,6 +682,21 @@ void file_release(struct file *f, fuse_req_t req)
 
 /* ---- reads -------------------------------------------------------------- */
 
+/* A short read that stops where the file's known size ends it is EOF
+ * (under the lock). */
+static bool at_known_end(const struct ra *ra, uint64_t end)
+{
+	return ra->size_known && end == ra->size;
+}
+
+void file_size_hint(struct file *f, bool known, uint64_t size)
+{
+	pthread_mutex_lock(&f->fl->lock);
+	f->ra->size_known = known;
+	f->ra->size = size;
+	pthread_mutex_unlock(&f->fl->lock);
+}
+
 /* A read outside any stream: split into the server's maximum, all sent at
  * once; a short reply asks again for the rest; the kernel gets the bytes up
  * to the first EOF. */
@@ -718,7 +735,10 @@ static void read_part_cb(void *arg, struct sftp_reply *r)
 				ro->eof_at = p->start;
 		} else {
 			memcpy(ro->buf + p->start, data, n);
-			if (n < p->len) {
+			if (n < p->len && at_known_end(ro->f->ra, ro->off + p->start + n)) {
+				if (p->start + n < ro->eof_at)
+					ro->eof_at = p->start + n;
+			} else if (n < p->len) {
 				/* A short read is not EOF: ask for the rest. */
 				p->start += n;
 				p->len -= n;
@@ -922,7 +942,9 @@ static void chunk_cb(void *arg, struct sftp_reply *r)
 		} else {
 			memcpy(c->data, data, n);
 			c->got = n;
-			if (n < c->len && !c->dropped) {
+			if (n < c->len && at_known_end(f->ra, c->off + n)) {
+				c->eof = true; /* it ends where its size says: no need to ask */
+			} else if (n < c->len && !c->dropped) {
 				/* short, not EOF: the rest is a chunk of its own */
 				GList *link = g_queue_find(&f->ra->chunks, c);
 				struct rchunk *rest = chunk_new_locked(f, c->off + n, c->len - n);
@@ -1017,7 +1039,7 @@ void file_read(struct file *f, fuse_req_t req, size_t size, off_t off)
 	last = g_queue_peek_tail(&ra->chunks);
 	uint64_t end = last ? last->off + last->len : o;
 	bool eof_seen = last && last->done && last->eof;
-	while (end < want && !eof_seen &&
+	while (end < want && !eof_seen && !(ra->size_known && end >= ra->size && end >= o + size) &&
 	       (end < o + size || fl->ra_bytes + chunk <= RA_TOTAL_MAX)) {
 		struct rchunk *c = chunk_new_locked(f, end, chunk);
 		g_queue_push_tail(&ra->chunks, c);

@@ -89,6 +89,10 @@ void file_setstat_behind(struct file *f, const struct sftp_attrs *set, const str
 			 bool owner_only);
 
 void file_read(struct file *f, fuse_req_t req, size_t size, off_t off);
+/* The file's size as the attribute cache knows it now (known false: not
+ * known): a short READ that ends there is EOF without asking again, and
+ * nothing is read ahead past it. */
+void file_size_hint(struct file *f, bool known, uint64_t size);
 void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, off_t off);
 void file_flush(struct file *f, fuse_req_t req);
 void file_fsync(struct file *f, fuse_req_t req, int datasync);

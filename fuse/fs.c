@@ -53,6 +53,11 @@ struct fs {
 	fuse_ino_t next_ino;
 	struct cache *cache;        /* attributes, listings, link targets */
 	GHashTable *locks;          /* "ino:owner" -> struct lockh: POSIX lock handles */
+	/* listings on their way (guarded by lock): */
+	GHashTable *fetching;       /* path -> struct dir being read from the server */
+	unsigned fetches;           /* ... of them in the background */
+	GHashTable *misses;         /* dir path -> lookups missed in it */
+	GHashTable *opens;          /* dir path -> its subdirectories opened */
 };
 
 static char *join_path(const char *dir, const char *name)
@@ -667,6 +672,26 @@ static void entry_lstat_cb(void *arg, struct sftp_reply *r)
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
 }
 
+static bool dir_wait(struct fs *fs, const char *dir, struct op *o);
+static void dir_note_miss(struct fs *fs, const char *path);
+
+/* A lookup answered from our cache (true), or not known there. */
+static bool lookup_cached(struct op *o)
+{
+	switch (cache_get_attrs(o->fs->cache, o->path, &o->attrs, &o->ttl)) {
+	case CACHE_HIT:
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
+		return true;
+	case CACHE_NOENT:
+		reply_noent_free(o);
+		return true;
+	case CACHE_MISS:
+		break;
+	}
+	o->ttl = -1;
+	return false;
+}
+
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct op *o = op_new(req);
@@ -676,17 +701,24 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	o->lookup = true;
-	switch (cache_get_attrs(o->fs->cache, o->path, &o->attrs, &o->ttl)) {
-	case CACHE_HIT:
-		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), entry_finish, o);
+	if (lookup_cached(o))
 		return;
-	case CACHE_NOENT:
-		reply_noent_free(o);
+	/* its directory is being listed: the listing answers sooner */
+	char *dir = g_path_get_dirname(o->path);
+	o->step = 1;
+	bool waiting = dir_wait(o->fs, dir, o);
+	g_free(dir);
+	if (waiting)
 		return;
-	case CACHE_MISS:
-		break;
-	}
-	o->ttl = -1;
+	dir_note_miss(o->fs, o->path);
+	lstat_req(o, entry_lstat_cb);
+}
+
+/* The listing a lookup waited for is in (or failed): the cache, or LSTAT. */
+static void lookup_resume(struct op *o)
+{
+	if (lookup_cached(o))
+		return;
 	lstat_req(o, entry_lstat_cb);
 }
 
@@ -1887,17 +1919,19 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	sftp_submit(o->fs->c, m, mknod_open_cb, o);
 }
 
-static void status_cb(void *arg, struct sftp_reply *r)
-{
-	struct op *o = arg;
-	reply_err_free(o, r->err ? reply_errno(r) : 0);
-}
-
 /* Reads, writes, flush, fsync and release: file.c, per open file. */
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	(void)ino;
+	struct fs *fs = fuse_req_userdata(req);
+	struct fattr a;
+	bool known = false;
+	char *path = cache_enabled(fs->cache) ? node_live_path(fs, ino) : NULL;
+	if (path && cache_get_attrs(fs->cache, path, &a, NULL) == CACHE_HIT &&
+	    (a.v3.flags & SSH_FILEXFER_ATTR_SIZE))
+		known = true;
+	g_free(path);
+	file_size_hint(file_of(fi), known, known ? a.v3.size : 0);
 	file_read(file_of(fi), req, size, off);
 }
 
@@ -1963,10 +1997,18 @@ struct dirent_rec {
 	double ttl;           /* from our cache: seconds left; fresh: < 0 */
 };
 
+/* A listing being read from the server, or served from our cache. One is
+ * made for each OPENDIR the kernel asks for, and in the background for a
+ * directory whose names are about to be wanted (lookups in it, a traversal
+ * of its parent). Once the handle comes back, READDIRs are kept in flight
+ * (DIR_PIPELINE at a time) until EOF, whether or not the kernel asks, so
+ * the end of a listing is known one round trip sooner; the handle is
+ * closed at EOF, and nobody waits for the CLOSE. */
 struct dir {
+	struct fs *fs;
 	fuse_ino_t ino;
 	uint8_t handle[SFTP_MAX_HANDLE_LEN];
-	uint32_t hlen;        /* 0: the listing came from our cache */
+	uint32_t hlen;        /* 0: none (yet, or any more) */
 	char *path;
 	GArray *entries;      /* struct dirent_rec, in server order */
 	size_t bytes;         /* what entries hold: records and names */
@@ -1974,7 +2016,41 @@ struct dir {
 	bool partial;         /* entries were dropped: do not cache the listing */
 	uint64_t gen;         /* cache generation at OPENDIR */
 	bool too_big;         /* the listing passed DIR_MAX_BYTES: EIO from now on */
+	int err;              /* OPENDIR or READDIR failed: readers get it */
+	bool finished;        /* nothing more will come */
+	bool released;        /* the kernel let go of it: read no further */
+	bool closing;         /* CLOSE sent */
+	bool background;      /* no kernel handle: fetched for the cache */
+	bool registered;      /* in fs->fetching (guarded by fs->lock) */
+	unsigned inflight;    /* READDIRs sent, not yet applied */
+	int refs;
+	GQueue batches;       /* struct dbatch: replies, applied in order */
+	GSList *readers;      /* struct readdir_op: kernel reads waiting for entries */
+	struct op *opener;    /* the kernel's OPENDIR, answered at the HANDLE */
+	GSList *waiters;      /* struct op: waiting for the whole listing (fs->lock) */
 	pthread_mutex_t lock;
+};
+
+#define DIR_PIPELINE 2
+/* Background listings in flight at most. */
+#define DIR_FETCH_MAX 16
+/* Lookups that miss in one directory before its listing is fetched. */
+#define DIR_FETCH_MISSES 2
+
+struct dbatch {
+	struct dir *d;
+	GArray *ents;         /* struct dirent_rec */
+	bool done, eof;
+	int err;
+};
+
+struct readdir_op {
+	fuse_req_t req;
+	struct fs *fs;
+	struct dir *d;
+	size_t size;
+	off_t off;
+	bool plus;
 };
 
 static void dir_free(struct dir *d)
@@ -1987,16 +2063,26 @@ static void dir_free(struct dir *d)
 	g_free(d);
 }
 
-static struct dir *dir_new(struct op *o)
+static struct dir *dir_alloc(struct fs *fs, char *path, fuse_ino_t ino)
 {
 	struct dir *d = g_new0(struct dir, 1);
-	d->path = o->path;
-	d->ino = o->ino;
-	d->gen = o->gen;
-	o->path = NULL;
+	d->fs = fs;
+	d->path = path;
+	d->ino = ino;
+	d->refs = 1;
 	d->entries = g_array_new(FALSE, FALSE, sizeof(struct dirent_rec));
+	g_queue_init(&d->batches);
 	pthread_mutex_init(&d->lock, NULL);
 	return d;
+}
+
+static void dir_unref(struct dir *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool last = --d->refs == 0;
+	pthread_mutex_unlock(&d->lock);
+	if (last)
+		dir_free(d);
 }
 
 static void dir_add(struct dir *d, const char *name, const struct fattr *a, double ttl)
@@ -2013,7 +2099,7 @@ static void dir_add_cached(void *arg, const char *name, const struct fattr *a, d
 /* The whole listing from our cache: no handle on the server. */
 static bool dir_from_cache(struct op *o)
 {
-	struct dir *d = dir_new(o);
+	struct dir *d = dir_alloc(o->fs, o->path, o->ino);
 	struct fattr dot;
 	memset(&dot, 0, sizeof(dot));
 	dot.v3.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
@@ -2021,12 +2107,12 @@ static bool dir_from_cache(struct op *o)
 	dir_add(d, ".", &dot, -1);
 	dir_add(d, "..", &dot, -1);
 	if (!cache_get_dir(o->fs->cache, d->path, dir_add_cached, d)) {
-		o->path = d->path;
 		d->path = NULL;
 		dir_free(d);
 		return false;
 	}
-	d->eof = true;
+	o->path = NULL;
+	d->eof = d->finished = true;
 	o->fi.fh = (uint64_t)(uintptr_t)d;
 	if (fuse_reply_open(o->req, &o->fi) != 0)
 		dir_free(d);
@@ -2034,32 +2120,457 @@ static bool dir_from_cache(struct op *o)
 	return true;
 }
 
-static void opendir_cb(void *arg, struct sftp_reply *r)
+/* A listing name a server may send: see listing_name below. */
+static char *listing_name(const char *dir, const uint8_t *s, uint32_t len);
+static void readdir_fill(struct readdir_op *rd);
+static void dir_batch_done(void *arg);
+
+/* A listing that holds more than this (records and names) is a server
+ * that never stops sending names: the directory gives EIO. */
+#define DIR_MAX_BYTES (64u << 20)
+
+static void dir_readdir_cb(void *arg, struct sftp_reply *r)
 {
-	struct op *o = arg;
-	const uint8_t *h;
-	uint32_t hlen;
+	struct dbatch *b = arg;
+	struct dir *d = b->d;
+	if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF) {
+		b->eof = true;
+		dir_batch_done(b);
+		return;
+	}
 	if (r->err) {
-		reply_err_free(o, reply_errno(r));
+		b->err = reply_errno(r);
+		dir_batch_done(b);
 		return;
 	}
-	if (r->type != SSH_FXP_HANDLE || wire_get_string(&r->body, &h, &hlen) || hlen == 0 ||
-	    hlen > SFTP_MAX_HANDLE_LEN) {
+	uint32_t count;
+	bool full = r->type == SSH_FXP_EXTENDED_REPLY; /* readdir@hashi */
+	if ((r->type != SSH_FXP_NAME && !full) || wire_get_u32(&r->body, &count)) {
+		log_error("malformed READDIR reply from the server");
+		b->err = EIO;
+		dir_batch_done(b);
+		return;
+	}
+	if (count == 0)
+		b->eof = true; /* nothing more would come of asking again */
+	for (uint32_t i = 0; i < count; i++) {
+		struct dirent_rec e = { .ttl = -1 };
+		const uint8_t *name, *longname;
+		uint32_t nlen, llen;
+		struct sftp_attrs a;
+		/* readdir@hashi: name, full attributes; READDIR: name, longname, ATTRS */
+		if (wire_get_string(&r->body, &name, &nlen) ||
+		    (full ? reply_fattr(r, &e.attrs) != 0
+			  : wire_get_string(&r->body, &longname, &llen) != 0 ||
+				    attrs_get(&r->body, &a) != 0)) {
+			log_error("malformed READDIR reply from the server");
+			d->partial = true; /* read only by this batch's turn, under no race */
+			break;
+		}
+		if (!full)
+			fattr_from_v3(&e.attrs, &a);
+		e.name = listing_name(d->path, name, nlen);
+		if (!e.name) {
+			d->partial = true; /* what we hold is not the whole listing */
+			continue;
+		}
+		g_array_append_val(b->ents, e);
+	}
+	if (b->ents->len)
+		ensure_ids(d->fs, &g_array_index(b->ents, struct dirent_rec, 0).attrs, b->ents->len,
+			   sizeof(struct dirent_rec), dir_batch_done, b);
+	else
+		dir_batch_done(b);
+}
+
+/* Under d->lock: a READDIR to send (its batch queued in order). */
+static struct dbatch *dir_next_locked(struct dir *d)
+{
+	struct dbatch *b = g_new0(struct dbatch, 1);
+	b->d = d;
+	b->ents = g_array_new(FALSE, FALSE, sizeof(struct dirent_rec));
+	g_queue_push_tail(&d->batches, b);
+	d->inflight++;
+	d->refs++;
+	return b;
+}
+
+static void dir_send_readdir(struct dbatch *b)
+{
+	struct dir *d = b->d;
+	struct sftp_client *c = d->fs->c;
+	if (has(c, SFTP_HAS_HASHI_READDIR)) {
+		struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_READDIR);
+		wire_put_string(sftp_msg_buf(m), d->handle, d->hlen);
+		sftp_submit(c, m, dir_readdir_cb, b);
+		return;
+	}
+	sftp_handle_req(c, SSH_FXP_READDIR, d->handle, d->hlen, dir_readdir_cb, b);
+}
+
+static void ignore_reply_cb(void *arg, struct sftp_reply *r)
+{
+	(void)arg;
+	(void)r;
+}
+
+/* What a change of d's state asks for, decided under d->lock and done
+ * after it. */
+struct dir_todo {
+	struct dbatch *send[DIR_PIPELINE];
+	unsigned nsend;
+	bool close;
+	uint8_t handle[SFTP_MAX_HANDLE_LEN];
+	uint32_t hlen;
+	bool complete;        /* d has just finished: unregister, run waiters */
+	GSList *readers;      /* kernel reads that can be answered now */
+};
+
+static void dir_step_locked(struct dir *d, struct dir_todo *t)
+{
+	memset(t, 0, sizeof(*t));
+	bool more = !d->eof && !d->err && !d->too_big && !d->released && d->hlen;
+	while (more && d->inflight < DIR_PIPELINE && t->nsend < DIR_PIPELINE)
+		t->send[t->nsend++] = dir_next_locked(d);
+	if (!more && d->inflight == 0 && !d->finished) {
+		d->finished = true;
+		t->complete = true;
+		if (d->eof && !d->partial && !d->err && !d->too_big &&
+		    cache_enabled(d->fs->cache)) {
+			const char **names = g_new(const char *, d->entries->len + 1);
+			for (guint i = 0; i < d->entries->len; i++)
+				names[i] = g_array_index(d->entries, struct dirent_rec, i).name;
+			(d->background ? cache_put_dir_ahead : cache_put_dir)(
+				d->fs->cache, d->path, names, d->entries->len, d->gen);
+			g_free(names);
+		}
+	}
+	if (d->finished && d->hlen && !d->closing) {
+		d->closing = true;
+		t->close = true;
+		memcpy(t->handle, d->handle, d->hlen);
+		t->hlen = d->hlen;
+		d->hlen = 0;
+	}
+	GSList *keep = NULL;
+	for (GSList *l = d->readers; l; l = l->next) {
+		struct readdir_op *rd = l->data;
+		if (d->finished || d->entries->len > (size_t)rd->off || d->err || d->too_big)
+			t->readers = g_slist_prepend(t->readers, rd);
+		else
+			keep = g_slist_prepend(keep, rd);
+	}
+	g_slist_free(d->readers);
+	d->readers = g_slist_reverse(keep);
+	t->readers = g_slist_reverse(t->readers);
+}
+
+static void dir_waiters_run(struct fs *fs, struct dir *d);
+
+/* Answer a kernel read from what d holds (or its error). */
+static void readdir_answer(struct readdir_op *rd)
+{
+	struct dir *d = rd->d;
+	pthread_mutex_lock(&d->lock);
+	int err = d->too_big ? EIO : 0;
+	/* an error after some names: the names first, then the error */
+	if (!err && d->err && d->entries->len <= (size_t)rd->off)
+		err = d->err;
+	pthread_mutex_unlock(&d->lock);
+	if (err) {
+		fuse_reply_err(rd->req, err);
+		g_free(rd);
+		return;
+	}
+	readdir_fill(rd);
+}
+
+/* Do what dir_step_locked decided (d->lock not held). */
+static void dir_todo_run(struct dir *d, struct dir_todo *t)
+{
+	for (unsigned i = 0; i < t->nsend; i++)
+		dir_send_readdir(t->send[i]);
+	if (t->close)
+		sftp_handle_req(d->fs->c, SSH_FXP_CLOSE, t->handle, t->hlen, ignore_reply_cb, NULL);
+	for (GSList *l = t->readers; l; l = l->next)
+		readdir_answer(l->data);
+	g_slist_free(t->readers);
+	if (t->complete)
+		dir_waiters_run(d->fs, d);
+}
+
+static void dbatch_free(struct dbatch *b)
+{
+	for (guint i = 0; i < b->ents->len; i++)
+		free(g_array_index(b->ents, struct dirent_rec, i).name);
+	g_array_free(b->ents, TRUE);
+	g_free(b);
+}
+
+/* A READDIR's answer is ready (its owners known): apply the batches that
+ * are ready, in the order they were sent. */
+static void dir_batch_done(void *arg)
+{
+	struct dbatch *b = arg;
+	struct dir *d = b->d;
+	struct fs *fs = d->fs;
+	pthread_mutex_lock(&d->lock);
+	b->done = true;
+	unsigned applied = 0;
+	while ((b = g_queue_peek_head(&d->batches)) && b->done) {
+		g_queue_pop_head(&d->batches);
+		applied++;
+		d->inflight--;
+		bool ignore = d->eof || d->err || d->too_big;
+		for (guint i = 0; i < b->ents->len && !ignore; i++) {
+			struct dirent_rec *e = &g_array_index(b->ents, struct dirent_rec, i);
+			g_array_append_val(d->entries, *e);
+			e->name = NULL; /* d owns it now */
+			struct dirent_rec *de =
+				&g_array_index(d->entries, struct dirent_rec, d->entries->len - 1);
+			if (cache_enabled(fs->cache) && strcmp(de->name, ".") != 0 &&
+			    strcmp(de->name, "..") != 0) {
+				char *path = join_path(d->path, de->name);
+				cache_put_attrs(fs->cache, path, &de->attrs, d->gen);
+				g_free(path);
+			}
+			d->bytes += sizeof(*de) + strlen(de->name) + 1;
+			if (d->bytes > DIR_MAX_BYTES) {
+				log_error("the listing of %s is over %u MiB (%u entries): the server "
+					  "never ends it; giving up", d->path, DIR_MAX_BYTES >> 20,
+					  d->entries->len);
+				d->too_big = true;
+			}
+		}
+		if (!ignore && b->err)
+			d->err = b->err;
+		if (!ignore && b->eof)
+			d->eof = true;
+		dbatch_free(b);
+	}
+	struct dir_todo t;
+	dir_step_locked(d, &t);
+	d->refs -= (int)applied; /* never the last: the caller of dir_todo_run holds one */
+	d->refs++;
+	pthread_mutex_unlock(&d->lock);
+	dir_todo_run(d, &t);
+	dir_unref(d);
+}
+
+/* ---- listings fetched ahead (fs->fetching: path -> struct dir) ---------- */
+
+/* Run (or drop) what waited for d's whole listing. */
+static void lookup_resume(struct op *o);
+static void opendir_resume(struct op *o);
+
+static void dir_waiters_run(struct fs *fs, struct dir *d)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (d->registered) {
+		g_hash_table_remove(fs->fetching, d->path);
+		d->registered = false;
+		if (d->background)
+			fs->fetches--;
+	}
+	GSList *w = g_slist_reverse(d->waiters);
+	d->waiters = NULL;
+	pthread_mutex_unlock(&fs->lock);
+	for (GSList *l = w; l; l = l->next) {
+		struct op *o = l->data;
+		if (o->step == 1)
+			lookup_resume(o);
+		else
+			opendir_resume(o);
+	}
+	g_slist_free(w);
+}
+
+/* o (a lookup: step 1; an opendir: step 2) waits for the listing of dir
+ * fetched now; false if none is. */
+static bool dir_wait(struct fs *fs, const char *dir, struct op *o)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct dir *d = g_hash_table_lookup(fs->fetching, dir);
+	if (d)
+		d->waiters = g_slist_prepend(d->waiters, o);
+	pthread_mutex_unlock(&fs->lock);
+	return d != NULL;
+}
+
+static void dir_opendir_cb(void *arg, struct sftp_reply *r)
+{
+	struct dir *d = arg;
+	const uint8_t *h = NULL;
+	uint32_t hlen = 0;
+	int err = 0;
+	if (r->err) {
+		err = reply_errno(r);
+	} else if (r->type != SSH_FXP_HANDLE || wire_get_string(&r->body, &h, &hlen) ||
+		   hlen == 0 || hlen > SFTP_MAX_HANDLE_LEN) {
 		log_error("malformed HANDLE reply from the server");
-		reply_err_free(o, EIO);
+		err = EIO;
+	}
+	pthread_mutex_lock(&d->lock);
+	struct op *o = d->opener;
+	d->opener = NULL;
+	if (err) {
+		d->err = err;
+	} else {
+		memcpy(d->handle, h, hlen);
+		d->hlen = hlen;
+	}
+	struct dir_todo t;
+	dir_step_locked(d, &t);
+	pthread_mutex_unlock(&d->lock);
+	if (o) {
+		if (err) {
+			reply_err_free(o, err);
+		} else {
+			o->fi.fh = (uint64_t)(uintptr_t)d;
+			if (fuse_reply_open(o->req, &o->fi) != 0) {
+				pthread_mutex_lock(&d->lock);
+				d->released = true;
+				d->refs--; /* the kernel's, never the last (ours) */
+				pthread_mutex_unlock(&d->lock);
+			}
+			op_free(o);
+		}
+	}
+	dir_todo_run(d, &t);
+	dir_unref(d); /* the OPENDIR's */
+}
+
+/* Read the listing of path into the cache in the background, unless it is
+ * held or on its way. */
+static void dir_fetch(struct fs *fs, const char *path)
+{
+	if (!cache_enabled(fs->cache))
+		return;
+	pthread_mutex_lock(&fs->lock);
+	bool go = fs->fetches < DIR_FETCH_MAX && !g_hash_table_contains(fs->fetching, path);
+	struct dir *d = NULL;
+	if (go) {
+		d = dir_alloc(fs, g_strdup(path), 0);
+		d->background = true;
+		d->released = false;
+		d->registered = true;
+		d->refs = 1; /* the OPENDIR's */
+		d->gen = cache_gen(fs->cache);
+		g_hash_table_insert(fs->fetching, d->path, d);
+		fs->fetches++;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!d)
+		return;
+	if (cache_has_dir(fs->cache, path)) {
+		/* held after all: nothing to fetch */
+		pthread_mutex_lock(&d->lock);
+		d->finished = true;
+		pthread_mutex_unlock(&d->lock);
+		dir_waiters_run(fs, d);
+		dir_unref(d);
 		return;
 	}
-	struct dir *d = dir_new(o);
-	memcpy(d->handle, h, hlen);
-	d->hlen = hlen;
-	o->fi.fh = (uint64_t)(uintptr_t)d;
-	if (fuse_reply_open(o->req, &o->fi) != 0) {
-		struct file *f = g_new0(struct file, 1);
-		memcpy(f->handle, d->handle, d->hlen);
-		f->hlen = d->hlen;
-		file_close_quietly(o->fs, f);
+	sftp_path_req(fs->c, SSH_FXP_OPENDIR, path, dir_opendir_cb, d);
+}
+
+/* A lookup missed in dir: after a few, its listing is fetched, so that the
+ * names after them come from it (git status stats every tracked file). */
+static void dir_note_miss(struct fs *fs, const char *path)
+{
+	if (!cache_enabled(fs->cache))
+		return;
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return;
+	char *dir = slash == path ? g_strdup("/") : g_strndup(path, (gsize)(slash - path));
+	pthread_mutex_lock(&fs->lock);
+	if (g_hash_table_size(fs->misses) > 1024)
+		g_hash_table_remove_all(fs->misses);
+	guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->misses, dir)) + 1;
+	bool go = n >= DIR_FETCH_MISSES;
+	if (go)
+		g_hash_table_remove(fs->misses, dir);
+	else
+		g_hash_table_replace(fs->misses, g_strdup(dir), GUINT_TO_POINTER(n));
+	pthread_mutex_unlock(&fs->lock);
+	if (go)
+		dir_fetch(fs, dir);
+	g_free(dir);
+}
+
+struct sibs {
+	const char *dir;
+	GPtrArray *paths;
+};
+
+static void sib_add(void *arg, const char *name, const struct fattr *a, double ttl)
+{
+	(void)ttl;
+	struct sibs *s = arg;
+	if ((a->v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && S_ISDIR(a->v3.perm) &&
+	    s->paths->len < DIR_FETCH_MAX)
+		g_ptr_array_add(s->paths, join_path(s->dir, name));
+}
+
+/* The kernel opens path: once a second subdirectory of one parent is
+ * opened (find, ls -R, rm -r, du), the listings of its other subdirectories
+ * are fetched ahead, side by side, instead of one after the other. */
+static void dir_note_open(struct fs *fs, const char *path)
+{
+	if (!cache_enabled(fs->cache))
+		return;
+	const char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		return;
+	char *parent = g_strndup(path, (gsize)(slash - path));
+	pthread_mutex_lock(&fs->lock);
+	if (g_hash_table_size(fs->opens) > 1024)
+		g_hash_table_remove_all(fs->opens);
+	guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->opens, parent)) + 1;
+	g_hash_table_replace(fs->opens, g_strdup(parent), GUINT_TO_POINTER(n));
+	pthread_mutex_unlock(&fs->lock);
+	if (n >= 2) {
+		struct sibs s = { .dir = parent, .paths = g_ptr_array_new_with_free_func(g_free) };
+		if (cache_peek_dir(fs->cache, parent, sib_add, &s)) {
+			for (guint i = 0; i < s.paths->len; i++) {
+				const char *p = s.paths->pdata[i];
+				if (strcmp(p, path) != 0 && !cache_has_dir(fs->cache, p))
+					dir_fetch(fs, p);
+			}
+		}
+		g_ptr_array_free(s.paths, TRUE);
 	}
-	op_free(o);
+	g_free(parent);
+}
+
+/* ---- opendir, readdir, releasedir --------------------------------------- */
+
+static void opendir_send(struct op *o)
+{
+	struct fs *fs = o->fs;
+	struct dir *d = dir_alloc(fs, o->path, o->ino);
+	o->path = NULL;
+	d->refs = 2; /* the OPENDIR's, and the kernel's handle */
+	d->opener = o;
+	d->gen = cache_gen(fs->cache);
+	/* lookups in it wait for it rather than ask one by one */
+	pthread_mutex_lock(&fs->lock);
+	if (cache_enabled(fs->cache) && !g_hash_table_contains(fs->fetching, d->path)) {
+		g_hash_table_insert(fs->fetching, d->path, d);
+		d->registered = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	sftp_path_req(fs->c, SSH_FXP_OPENDIR, d->path, dir_opendir_cb, d);
+}
+
+/* A listing fetched ahead has arrived (or failed): from the cache if it is
+ * there now, else the server. */
+static void opendir_resume(struct op *o)
+{
+	if (dir_from_cache(o))
+		return;
+	opendir_send(o);
 }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -2072,25 +2583,14 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	o->fi = *fi;
 	o->ino = ino;
+	dir_note_open(o->fs, o->path);
 	if (dir_from_cache(o))
 		return;
-	o->gen = cache_gen(o->fs->cache);
-	sftp_path_req(o->fs->c, SSH_FXP_OPENDIR, o->path, opendir_cb, o);
+	o->step = 2;
+	if (dir_wait(o->fs, o->path, o))
+		return;
+	opendir_send(o);
 }
-
-struct readdir_op {
-	fuse_req_t req;
-	struct fs *fs;
-	struct dir *d;
-	size_t size;
-	off_t off;
-	bool plus;
-	uint32_t last_count;  /* entries in the last READDIR reply */
-};
-
-/* A listing that holds more than this (records and names) is a server
- * that never stops sending names: the directory gives EIO. */
-#define DIR_MAX_BYTES (64u << 20)
 
 /* A name a server may send in a listing, as a new string; NULL (logged)
  * for one that is empty, holds a '/' or a NUL, or is too long for a name.
@@ -2112,8 +2612,6 @@ static char *listing_name(const char *dir, const uint8_t *s, uint32_t len)
 	return strndup((const char *)s, len); /* freed with free(), as the cache's */
 }
 
-/* An inode number for a plain READDIR entry: the node's if the kernel knows
- * the name, else a stable number that is never 0 (readdir(3) skips 0). */
 static fuse_ino_t dir_entry_ino(struct fs *fs, struct dir *d, const char *name)
 {
 	if (strcmp(name, ".") == 0)
@@ -2185,127 +2683,6 @@ static void readdir_fill(struct readdir_op *rd)
 	g_free(rd);
 }
 
-static void readdir_more(struct readdir_op *rd);
-static void readdir_go_on(void *arg);
-
-/* readdirplus for us too: each entry's attributes go into the cache. */
-static void dir_cache_entry(struct fs *fs, struct dir *d, const struct dirent_rec *e)
-{
-	if (!cache_enabled(fs->cache) || strcmp(e->name, ".") == 0 || strcmp(e->name, "..") == 0)
-		return;
-	char *path = join_path(d->path, e->name);
-	cache_put_attrs(fs->cache, path, &e->attrs, d->gen);
-	g_free(path);
-}
-
-/* The whole listing has arrived (d->lock is not held). */
-static void dir_cache_listing(struct fs *fs, struct dir *d)
-{
-	if (!cache_enabled(fs->cache) || d->partial)
-		return;
-	pthread_mutex_lock(&d->lock);
-	const char **names = g_new(const char *, d->entries->len + 1);
-	for (guint i = 0; i < d->entries->len; i++)
-		names[i] = g_array_index(d->entries, struct dirent_rec, i).name;
-	cache_put_dir(fs->cache, d->path, names, d->entries->len, d->gen);
-	g_free(names);
-	pthread_mutex_unlock(&d->lock);
-}
-
-static void readdir_cb(void *arg, struct sftp_reply *r)
-{
-	struct readdir_op *rd = arg;
-	struct dir *d = rd->d;
-	if (r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF) {
-		d->eof = true;
-		dir_cache_listing(rd->fs, d);
-		readdir_fill(rd);
-		return;
-	}
-	if (r->err) {
-		fuse_reply_err(rd->req, reply_errno(r));
-		g_free(rd);
-		return;
-	}
-	uint32_t count;
-	bool full = r->type == SSH_FXP_EXTENDED_REPLY; /* readdir@hashi */
-	if ((r->type != SSH_FXP_NAME && !full) || wire_get_u32(&r->body, &count)) {
-		log_error("malformed READDIR reply from the server");
-		fuse_reply_err(rd->req, EIO);
-		g_free(rd);
-		return;
-	}
-	pthread_mutex_lock(&d->lock);
-	size_t o_first = d->entries->len;
-	for (uint32_t i = 0; i < count && !d->too_big; i++) {
-		struct dirent_rec e = { .ttl = -1 };
-		const uint8_t *name, *longname;
-		uint32_t nlen, llen;
-		struct sftp_attrs a;
-		/* readdir@hashi: name, full attributes; READDIR: name, longname, ATTRS */
-		if (wire_get_string(&r->body, &name, &nlen) ||
-		    (full ? reply_fattr(r, &e.attrs) != 0
-			  : wire_get_string(&r->body, &longname, &llen) != 0 ||
-				    attrs_get(&r->body, &a) != 0)) {
-			log_error("malformed READDIR reply from the server");
-			d->partial = true;
-			break;
-		}
-		if (!full)
-			fattr_from_v3(&e.attrs, &a);
-		e.name = listing_name(d->path, name, nlen);
-		if (!e.name) {
-			d->partial = true; /* what we hold is not the whole listing */
-			continue;
-		}
-		g_array_append_val(d->entries, e);
-		dir_cache_entry(rd->fs, d, &e);
-		d->bytes += sizeof(e) + nlen + 1;
-		if (d->bytes > DIR_MAX_BYTES) {
-			log_error("the listing of %s is over %u MiB (%u entries): the server never "
-				  "ends it; giving up", d->path, DIR_MAX_BYTES >> 20, d->entries->len);
-			d->too_big = true;
-		}
-	}
-	bool too_big = d->too_big;
-	pthread_mutex_unlock(&d->lock);
-	if (too_big) {
-		fuse_reply_err(rd->req, EIO);
-		g_free(rd);
-		return;
-	}
-	rd->last_count = count;
-	if (o_first < d->entries->len)
-		ensure_ids(rd->fs, &g_array_index(d->entries, struct dirent_rec, o_first).attrs,
-			   d->entries->len - o_first, sizeof(struct dirent_rec), readdir_go_on, rd);
-	else
-		readdir_go_on(rd);
-}
-
-static void readdir_go_on(void *arg)
-{
-	struct readdir_op *rd = arg;
-	struct dir *d = rd->d;
-	pthread_mutex_lock(&d->lock);
-	bool have = d->entries->len > (size_t)rd->off;
-	pthread_mutex_unlock(&d->lock);
-	if (have || rd->last_count == 0)
-		readdir_fill(rd);
-	else
-		readdir_more(rd);
-}
-
-static void readdir_more(struct readdir_op *rd)
-{
-	struct sftp_client *c = rd->fs->c;
-	if (has(c, SFTP_HAS_HASHI_READDIR)) {
-		struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_HASHI_READDIR);
-		wire_put_string(sftp_msg_buf(m), rd->d->handle, rd->d->hlen);
-		sftp_submit(c, m, readdir_cb, rd);
-		return;
-	}
-	sftp_handle_req(c, SSH_FXP_READDIR, rd->d->handle, rd->d->hlen, readdir_cb, rd);
-}
 
 static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
 			   bool plus)
@@ -2317,17 +2694,14 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 	rd->size = size;
 	rd->off = off;
 	rd->plus = plus;
-	pthread_mutex_lock(&rd->d->lock);
-	bool have = rd->d->entries->len > (size_t)off || rd->d->eof;
-	bool too_big = rd->d->too_big;
-	pthread_mutex_unlock(&rd->d->lock);
-	if (too_big) {
-		fuse_reply_err(req, EIO);
-		g_free(rd);
-	} else if (have)
-		readdir_fill(rd);
-	else
-		readdir_more(rd);
+	struct dir *d = rd->d;
+	pthread_mutex_lock(&d->lock);
+	bool now = d->entries->len > (size_t)off || d->finished || d->err || d->too_big;
+	if (!now)
+		d->readers = g_slist_append(d->readers, rd);
+	pthread_mutex_unlock(&d->lock);
+	if (now)
+		readdir_answer(rd);
 }
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -2344,17 +2718,20 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	readdir_common(req, size, off, fi, true);
 }
 
-
+/* The kernel is done with it: no more READDIRs; the handle is closed (if
+ * the listing has not closed it already), and nobody waits for that. */
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	struct op *o = op_new(req);
 	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
-	if (d->hlen)
-		sftp_handle_req(o->fs->c, SSH_FXP_CLOSE, d->handle, d->hlen, status_cb, o);
-	else
-		reply_err_free(o, 0);
-	dir_free(d);
+	pthread_mutex_lock(&d->lock);
+	d->released = true;
+	struct dir_todo t;
+	dir_step_locked(d, &t);
+	pthread_mutex_unlock(&d->lock);
+	dir_todo_run(d, &t);
+	fuse_reply_err(req, 0);
+	dir_unref(d);
 }
 
 static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -3172,6 +3549,9 @@ struct fs *fs_new(struct sftp_client *c, const struct fs_config *cfg)
 	fs->by_path = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->by_sid = g_hash_table_new(sid_hash, sid_equal);
 	fs->locks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	fs->fetching = g_hash_table_new(g_str_hash, g_str_equal);
+	fs->misses = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	fs->opens = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	fs->next_ino = FUSE_ROOT_ID + 1;
 	fs->cache = cache_new(&cfg->cache);
 	struct node *root = g_new0(struct node, 1);
@@ -3213,6 +3593,9 @@ void fs_free(struct fs *fs)
 	g_hash_table_destroy(fs->by_path);
 	g_hash_table_destroy(fs->by_sid);
 	g_hash_table_destroy(fs->locks);
+	g_hash_table_destroy(fs->fetching);
+	g_hash_table_destroy(fs->misses);
+	g_hash_table_destroy(fs->opens);
 	cache_free(fs->cache);
 	g_hash_table_destroy(fs->opened);
 	files_free(fs->files);

@@ -346,6 +346,16 @@ def dmount(menv, tmp_path):
     dm.close()
 
 
+def make_tree(top, dirs, files):
+    """top/d<a>/f<b>, server-side."""
+    for a in range(dirs):
+        for b in range(files):
+            p = top / f"d{a}" / f"f{b}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            put(p, "y")
+    return top
+
+
 def lstats(counts):
     return counts.get("LSTAT", 0) + counts.get("STAT", 0)
 
@@ -375,12 +385,7 @@ def test_ls_l_costs_the_readdirs_only(dmount):
 
 
 def test_find_and_stat_cost_one_listing_per_dir(dmount):
-    top = dmount.export / "tree"
-    for a in range(5):
-        for b in range(20):
-            p = top / f"d{a}" / f"f{b}"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            put(p, "y")
+    top = make_tree(dmount.export / "tree", 5, 20)
     dmount.requests()
     r = subprocess.run(["find", str(dmount.path / "tree"), "-type", "f", "-size", "-2k"],
                        capture_output=True, text=True, check=True)
@@ -421,6 +426,96 @@ def test_small_files_in_a_new_directory(dmount):
         assert (est.st_size, stat.S_IMODE(est.st_mode), est.st_mtime, est.st_atime) == \
             (i, 0o640, 1_100_000_000 + i, 1_000_000_000 + i)
     assert lstats(dmount.requests()) == 0
+
+
+def test_stats_in_an_unlisted_dir_cost_one_listing(dmount):
+    """What git status does cold: an lstat of every tracked file, one
+    directory after another, none of them listed. After the second miss in
+    a directory its listing is fetched, and the names after come from it:
+    one OPENDIR and its READDIRs instead of an LSTAT per file."""
+    w = dmount.export / "w"
+    w.mkdir()
+    for i in range(30):
+        put(w / f"f{i:02d}", "x" * i)
+    m = dmount.path / "w"
+    dmount.requests()
+    for i in range(30):
+        assert os.lstat(m / f"f{i:02d}").st_size == i
+    c = dmount.requests()
+    assert lstats(c) <= 3, f"one LSTAT per file? {c}"  # w, then two misses in it
+    assert c.get("OPENDIR", 0) == 1, c
+    # A listing fetched ahead is not a reader's: a name the server has now
+    # and the listing lacks is asked for, and found.
+    put(w / "late", "late")
+    assert os.lstat(m / "late").st_size == 4
+    # A local removal is out of the fetched listing at once.
+    os.unlink(m / "f00")
+    raises_errno(errno.ENOENT, os.lstat, m / "f00")
+    names = os.listdir(m)
+    assert "f00" not in names and "f01" in names and "late" in names, names
+
+
+def test_listing_fetched_on_misses_sees_server_changes_after_timeout(menv, tmp_path):
+    dm = DebugMount(menv, tmp_path, opts=[f"dcache_timeout={SHORT}"])
+    try:
+        e, m = dm.export, dm.path
+        for n in ("a", "b", "c"):
+            put(e / n, n)
+        dm.requests()
+        for n in ("a", "b", "c"):   # the second miss fetches the listing
+            assert os.lstat(m / n).st_size == 1
+        assert dm.requests().get("OPENDIR", 0) == 1
+        put(e / "c", "ccc")
+        put(e / "d", "dddd")
+        poll(lambda: os.lstat(m / "c").st_size == 3, "c's new size")
+        poll(lambda: exists(m / "d"), "d, made on the server")
+        assert sorted(os.listdir(m)) == ["a", "b", "c", "d"]
+    finally:
+        dm.close()
+
+
+def test_traversal_lists_siblings_side_by_side(dmount):
+    """find opens each directory once, and once a second subdirectory of
+    one parent is opened, the listings of the others are fetched side by
+    side (their OPENDIRs sent back to back), not one after the other."""
+    top = make_tree(dmount.export / "t", 6, 5)
+    dmount.requests()
+    start = len(dmount.log())
+    r = subprocess.run(["find", str(dmount.path / "t")], capture_output=True, text=True,
+                       check=True)
+    assert len(r.stdout.split()) == 1 + 6 + 30
+    sent = re.findall(r"sftp \d+ -> ([A-Z_]+)", dmount.log()[start:])
+    c = dmount.requests()
+    assert c.get("OPENDIR", 0) == 7, c
+    assert any(a == b == "OPENDIR" for a, b in zip(sent, sent[1:])), sent
+
+
+def test_rm_r_lists_each_dir_once(dmount):
+    """rm -r reads a directory's first names, closes it and opens it again:
+    the first listing was read to its EOF (the READDIRs after OPENDIR are
+    sent without waiting for the kernel), so the second comes from the
+    cache; then one REMOVE or RMDIR per name, and no LSTAT."""
+    top = make_tree(dmount.export / "r", 6, 5)
+    dmount.requests()
+    subprocess.run(["rm", "-rf", str(dmount.path / "r")], check=True)
+    c = dmount.requests()
+    assert (c.get("OPENDIR", 0), c.get("REMOVE", 0), c.get("RMDIR", 0)) == (7, 30, 7), c
+    assert lstats(c) <= 1, c  # the lookup of r itself
+    assert not top.exists()
+
+
+def test_small_file_read_costs_one_read(dmount):
+    """A read that comes back short, ending where the file's size (known
+    from a fresh stat) ends, is EOF: no second READ to make sure, and no
+    read-ahead past the end."""
+    put(dmount.export / "small", "content 0 0\n")
+    p = dmount.path / "small"
+    assert os.stat(p).st_size == 12
+    dmount.requests()
+    with open(p, "rb") as f:
+        assert f.read() == b"content 0 0\n"
+    c = dmount.requests()
+    assert c.get("READ", 0) == 1, c
 
 
 def test_nocache_asks_every_time(menv, tmp_path):
