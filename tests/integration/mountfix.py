@@ -55,7 +55,7 @@ __all__ = [
     "menv", "mnt", "mnt_nocache", "mount_watchdog", "MountEnv", "Mount", "Account",
     "mounted", "mount_fstype", "run_as", "wait_pid", "find_daemon", "hashi_env",
     "PASSWORD", "TEST_USER", "SERVERS", "WHO", "COMBOS", "RUN_TIMEOUT", "WRAPPER",
-    "renameat2", "RENAME_NOREPLACE", "RENAME_EXCHANGE",
+    "renameat2", "RENAME_NOREPLACE", "RENAME_EXCHANGE", "DETACH_FUSE_MOUNTS",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +65,14 @@ FUSERMOUNT = shutil.which("fusermount3") or "/usr/bin/fusermount3"
 TEST_USER = "hashimnt"
 PASSWORD = "hashi-mount-pw 42"
 RUN_TIMEOUT = 60
+# Run first in a mount namespace we keep (an sshd's): a new namespace gets a
+# copy of every mount that exists, and a FUSE mount copied into a namespace
+# that lives on keeps its daemon alive after fusermount3 -u (the kernel
+# connection lives on in the copy). So FUSE mounts there are detached at once:
+# a mount of another test session on this host, or one of ours that exists
+# when the namespace is made, does not outlive its unmount.
+DETACH_FUSE_MOUNTS = ("awk '$3 ~ /^fuse($|\\.|blk)/ {print $2}' /proc/self/mounts | "
+                      "while read -r m; do umount -l \"$(printf '%b' \"$m\")\" 2>/dev/null; done")
 # A test on a mount that takes longer than this is stuck: the watchdog kills
 # the hashi daemons, so that blocked system calls fail instead of hanging.
 WATCHDOG_SECONDS = float(os.environ.get("HASHI_MOUNT_WATCHDOG", "120"))
@@ -379,7 +387,8 @@ Subsystem sftp {self.subsystem}
             # Its own mount namespace: server-side paths resolve as on a real
             # remote host (never into our FUSE mounts), and it is made before
             # any mount of ours, so it holds none of them open.
-            r = subprocess.run(["unshare", "-m", "--propagation", "private", SSHD_BIN,
+            r = subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                                DETACH_FUSE_MOUNTS + '; exec "$0" "$@"', SSHD_BIN,
                                 "-f", self.config, "-E", self.log],
                                capture_output=True, text=True, timeout=RUN_TIMEOUT)
             if r.returncode != 0:

@@ -220,8 +220,8 @@ class FaultSshd(NsSshd):
 
     # -- lifecycle
     def start(self):
-        launcher = ('while read -r _; do /usr/sbin/sshd -f "$1" -E "$2" 2>"$3"; '
-                    'echo "$?"; done')
+        launcher = (DETACH_FUSE_MOUNTS + '; while read -r _; do '
+                    '/usr/sbin/sshd -f "$1" -E "$2" 2>"$3"; echo "$?"; done')
         self.holder = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", launcher, "sh",
              self.config, self.log, self.config + ".stderr"],
