@@ -1204,17 +1204,36 @@ static void unlock_election(int fd)
 		close(fd);
 }
 
+/* Ask the master at ms->path for a channel (and report to it). */
+static struct transport *ask_master(const struct master_settings *ms, const char *mountpoint,
+				    unsigned reconnects, enum mux_result *res, char *why,
+				    size_t whylen)
+{
+	struct transport *t = transport_mux_borrow(ms->path, mountpoint, reconnects, res, why,
+						   whylen);
+	if (t != NULL)
+		report_to(ms->path, mountpoint);
+	return t;
+}
+
+struct transport *master_borrow(const struct master_settings *ms, const char *mountpoint)
+{
+	enum mux_result res;
+	char why[512];
+	struct transport *t = ask_master(ms, mountpoint, 0, &res, why, sizeof(why));
+	if (t == NULL)
+		log_debug("%s", why);
+	return t;
+}
+
 /* Try the master at ms->path. Returns its channel, or NULL with *res. */
 static struct transport *borrow(const struct master_settings *ms, const char *mountpoint,
 				unsigned reconnects, enum mux_result *res)
 {
 	char why[512];
-	struct transport *t = transport_mux_borrow(ms->path, mountpoint, reconnects, res, why,
-						   sizeof(why));
-	if (t != NULL) {
-		report_to(ms->path, mountpoint);
+	struct transport *t = ask_master(ms, mountpoint, reconnects, res, why, sizeof(why));
+	if (t != NULL)
 		return t;
-	}
 	if (*res == MUX_REFUSED || (*res == MUX_NO_ANSWER && reconnects == 0))
 		log_info("%s; connecting on our own", why);
 	else if (*res == MUX_UNUSABLE)
