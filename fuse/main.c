@@ -808,11 +808,13 @@ static struct transport *ssh_connect(void *arg, char *err, size_t errlen)
 }
 
 static unsigned n_connects;
-static bool borrowed_early; /* and so ssh_config's ServerAlive* are still to read */
 
 /* A mount whose command line names the control socket borrows before the
  * target is resolved (target_cmdline_control says why that is what ssh
- * would do): ssh -G's fork and exec would be most of its time to mount. */
+ * would do): ssh -G's fork and exec would be most of its time to mount.
+ * ssh_config's ServerAlive* are then not read: as for ssh's multiplexed
+ * sessions, keeping the connection alive is the master's business (those
+ * given with -o still apply to our engine). */
 static struct transport *borrow_early(struct options *o)
 {
 	struct ssh_target t;
@@ -828,25 +830,9 @@ static struct transport *borrow_early(struct options *o)
 	if (tr == NULL)
 		return NULL;
 	n_connects++;
-	borrowed_early = true;
 	if (o->password_stdin && !saved_password)
 		saved_password = read_password_stdin(); /* for a login of our own later */
 	return tr;
-}
-
-/* After borrow_early, in the daemon: the keepalive settings from ssh_config,
- * as a mount that resolved first has them. */
-static void read_alive_settings(struct options *o)
-{
-	struct ssh_target t;
-	char err[512];
-	if (target_resolve(&t, user, host, dir, &o->topts, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		return;
-	}
-	config_alive_interval = t.server_alive_interval;
-	config_alive_count = t.server_alive_count_max;
-	target_free(&t);
 }
 
 static struct transport *connect_transport(struct options *o, const char *user, const char *host,
@@ -1252,8 +1238,6 @@ int main(int argc, char **argv)
 		log_init("hashi", o.debug ? LOGL_DEBUG1 : LOGL_INFO, LOG_DAEMON, false);
 		log_set_prefix(o.mountpoint);
 	}
-	if (borrowed_early)
-		read_alive_settings(&o);
 	unsigned ka_interval, ka_count;
 	keepalive_settings(&o, &ka_interval, &ka_count);
 	sftp_client_set_keepalive(c, ka_interval, ka_count);
