@@ -16,6 +16,7 @@
 #include "master.h"
 #include "transport/mux.h"
 #include "log.h"
+#include "sftp-proto.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -171,6 +172,19 @@ struct relay {
 	unsigned reconnects;
 	uint64_t bytes_up, bytes_down;
 	struct framer f_up, f_down;
+	bool skip_init; /* the master said INIT on the channel: drop the borrower's */
+};
+
+/* A channel opened ahead of borrowers. Once open, the master says INIT on
+ * it and keeps what the server answers (its VERSION), so that the borrower
+ * finds an sftp-server that has started and answered, and gets its VERSION
+ * with no wait (its own INIT, the same bytes, goes no further). */
+struct spare {
+	struct transport_chan *ch;
+	bool init_sent;
+	bool warm;    /* the whole VERSION is in pre */
+	uint8_t *pre; /* what the server sent (RELAY_BUF) */
+	size_t pre_len;
 };
 
 /* A borrower's REPORT connection: it answers STATS_REQ with its own
@@ -193,7 +207,7 @@ struct lend {
 	/* Channels opened ahead, their sftp-servers started: sshd takes far
 	 * longer to start a session (a fork and two execs) than a borrower
 	 * takes to mount, so the next borrowers find them ready. */
-	struct transport_chan *spare[SPARES];
+	struct spare spare[SPARES];
 	bool spare_failed; /* (the server refused one: until a channel closes) */
 };
 
@@ -307,6 +321,29 @@ static void relay_free(struct relay *r, bool close_chan)
 	free(r);
 }
 
+/* The borrower's first packet, on a channel where the master said INIT:
+ * it must be that INIT, and goes no further. False if it is not. */
+static bool drop_init(struct relay *r)
+{
+	struct wire_reader rd;
+	uint32_t len = 0;
+	wire_reader_init(&rd, r->up, r->up_len);
+	if (wire_get_u32(&rd, &len) != 0 || wire_remaining(&rd) < len)
+		return true; /* not all of it yet */
+	uint8_t type = 0;
+	uint32_t version = 0;
+	if (len != 5 || wire_get_u8(&rd, &type) != 0 || type != SSH_FXP_INIT ||
+	    wire_get_u32(&rd, &version) != 0 || version != SFTP_VERSION) {
+		log_error("pid %d began with another packet than the INIT the master sent",
+			  (int)r->pid);
+		return false;
+	}
+	r->up_len -= 4 + (size_t)len;
+	memmove(r->up, r->up + 4 + len, r->up_len);
+	r->skip_init = false;
+	return true;
+}
+
 /* Move what can move both ways. Returns false when the relay is over. */
 static bool relay_pump(struct relay *r)
 {
@@ -325,7 +362,9 @@ static bool relay_pump(struct relay *r)
 				r->fd_eof = true;
 			}
 		}
-		if (r->up_len > 0) {
+		if (r->skip_init && !drop_init(r))
+			return false;
+		if (r->up_len > 0 && !r->skip_init) {
 			ssize_t n = transport_chan_write(r->ch, r->up, r->up_len);
 			if (n > 0) {
 				memmove(r->up, r->up + n, r->up_len - (size_t)n);
@@ -365,19 +404,53 @@ static bool relay_pump(struct relay *r)
 	return true;
 }
 
-/* The spare to lend: an open one, else one still opening; -1 if none. */
+/* The spare to lend: a warm one, else an open one, else one still
+ * opening; -1 if none. */
 static int take_spare(struct lend *l)
 {
-	int k = -1;
+	int k = -1, best = 0;
 	for (int i = 0; i < SPARES; i++) {
-		if (l->spare[i] == NULL)
+		struct spare *sp = &l->spare[i];
+		if (sp->ch == NULL)
 			continue;
-		if (transport_chan_status(l->spare[i]) > 0)
-			return i;
-		if (k < 0)
+		int rank = sp->warm ? 3 : transport_chan_status(sp->ch) > 0 ? 2 : 1;
+		if (rank > best) {
+			best = rank;
 			k = i;
+		}
 	}
 	return k;
+}
+
+static void spare_clear(struct spare *sp)
+{
+	free(sp->pre);
+	memset(sp, 0, sizeof(*sp));
+}
+
+/* SSH_FXP_INIT as hashi's engine sends it. */
+static void init_packet(struct wire_buf *b)
+{
+	size_t mark;
+	wire_buf_init(b, 16);
+	wire_packet_begin(b, SSH_FXP_INIT, &mark);
+	wire_put_u32(b, SFTP_VERSION);
+	wire_packet_end(b, mark);
+}
+
+/* Lend spare k to r: its channel, and what the server has said on it. */
+static void lend_spare(struct spare *sp, struct relay *r)
+{
+	r->ch = sp->ch;
+	transport_chan_want_read(r->ch, true);
+	if (sp->init_sent) {
+		r->skip_init = true;
+		memcpy(r->down, sp->pre, sp->pre_len);
+		r->down_len = sp->pre_len;
+		framer_feed(&r->f_down, r->down, r->down_len);
+		r->bytes_down += r->down_len;
+	}
+	spare_clear(sp);
 }
 
 /* New borrowers from the queue: a channel each, opened in turn. */
@@ -399,11 +472,8 @@ static void take_borrowers(struct lend *l)
 			r->down = malloc(RELAY_BUF);
 		}
 		int k = take_spare(l);
-		if (r != NULL && k >= 0 && n < MAX_RELAYS) {
-			r->ch = l->spare[k];
-			l->spare[k] = NULL;
-			transport_chan_want_read(r->ch, true);
-		}
+		if (r != NULL && r->up != NULL && r->down != NULL && k >= 0 && n < MAX_RELAYS)
+			lend_spare(&l->spare[k], r);
 		if (r == NULL || r->up == NULL || r->down == NULL || n >= MAX_RELAYS ||
 		    (r->ch == NULL && (r->ch = transport_chan_open(l->inner)) == NULL)) {
 			send_fail(q->fd, MUX_FAIL_BUSY, "the master lends no more channels");
@@ -430,21 +500,55 @@ static void take_borrowers(struct lend *l)
 	}
 }
 
-/* Keep the spare channels opening or open while we listen. */
+/* An open spare: say INIT, and keep the answer. */
+static void warm_up(struct spare *sp)
+{
+	if (sp->pre == NULL && (sp->pre = malloc(RELAY_BUF)) == NULL)
+		return;
+	if (!sp->init_sent) {
+		struct wire_buf b;
+		init_packet(&b);
+		ssize_t n = transport_chan_write(sp->ch, wire_buf_ptr(&b), wire_buf_len(&b));
+		sp->init_sent = n == (ssize_t)wire_buf_len(&b);
+		wire_buf_free(&b);
+		if (!sp->init_sent)
+			return; /* (nothing written: a fresh channel takes 9 bytes or none) */
+		transport_chan_want_read(sp->ch, true);
+	}
+	while (!sp->warm) {
+		ssize_t n = transport_chan_read(sp->ch, sp->pre + sp->pre_len,
+						RELAY_BUF - sp->pre_len);
+		if (n <= 0)
+			return; /* (an error shows in its status) */
+		sp->pre_len += (size_t)n;
+		struct wire_reader rd;
+		uint32_t len = 0;
+		wire_reader_init(&rd, sp->pre, sp->pre_len);
+		if (wire_get_u32(&rd, &len) == 0 && wire_remaining(&rd) >= len)
+			sp->warm = true;
+		else if (sp->pre_len == RELAY_BUF)
+			sp->warm = true; /* (a VERSION this long: the relay reads the rest) */
+	}
+	transport_chan_want_read(sp->ch, false);
+}
+
+/* Keep the spare channels opening, open or warm while we listen. */
 static void keep_spare(struct lend *l)
 {
 	for (int i = 0; i < SPARES; i++) {
-		struct transport_chan **sp = &l->spare[i];
-		if (*sp != NULL && transport_chan_status(*sp) < 0) {
-			log_debug("no spare channel: %s", transport_chan_error(*sp));
-			transport_chan_close(*sp);
-			*sp = NULL;
+		struct spare *sp = &l->spare[i];
+		if (sp->ch != NULL && transport_chan_status(sp->ch) < 0) {
+			log_debug("no spare channel: %s", transport_chan_error(sp->ch));
+			transport_chan_close(sp->ch);
+			spare_clear(sp);
 			l->spare_failed = true;
 		}
-		if (*sp == NULL && !l->spare_failed && M.lfd >= 0) {
-			*sp = transport_chan_open(l->inner);
-			if (*sp != NULL)
-				transport_chan_want_read(*sp, false);
+		if (sp->ch == NULL && !l->spare_failed && M.lfd >= 0) {
+			sp->ch = transport_chan_open(l->inner);
+			if (sp->ch != NULL)
+				transport_chan_want_read(sp->ch, false);
+		} else if (sp->ch != NULL && transport_chan_status(sp->ch) > 0) {
+			warm_up(sp);
 		}
 	}
 }
@@ -558,6 +662,8 @@ static void lend_destroy(struct transport *t)
 		relay_free(r, false); /* the channels go with the session */
 		closed++;
 	}
+	for (int i = 0; i < SPARES; i++)
+		spare_clear(&l->spare[i]);
 	borrowers_add(-closed);
 	pthread_mutex_unlock(&M.lock);
 	if (closed > 0)
