@@ -809,6 +809,32 @@ static struct transport *ssh_connect(void *arg, char *err, size_t errlen)
 
 static unsigned n_connects;
 
+/* A mount whose command line names the control socket borrows before the
+ * target is resolved (target_cmdline_control says why that is what ssh
+ * would do): ssh -G's fork and exec would be most of its time to mount.
+ * ssh_config's ServerAlive* are then not read: as for ssh's multiplexed
+ * sessions, keeping the connection alive is the master's business (those
+ * given with -o still apply to our engine). */
+static struct transport *borrow_early(struct options *o)
+{
+	struct ssh_target t;
+	struct master_settings ms;
+	struct transport *tr = NULL;
+	char err[256];
+	memset(&t, 0, sizeof(t));
+	if (!target_cmdline_control(&o->topts, &t.control_path, &t.control_master))
+		return NULL;
+	if (master_settings_get(&t, true, &ms, err, sizeof(err)) == 0)
+		tr = master_borrow(&ms, o->mountpoint);
+	free(t.control_path);
+	if (tr == NULL)
+		return NULL;
+	n_connects++;
+	if (o->password_stdin && !saved_password)
+		saved_password = read_password_stdin(); /* for a login of our own later */
+	return tr;
+}
+
 static struct transport *connect_transport(struct options *o, const char *user, const char *host,
 					   const char *dir, char *err, size_t errlen)
 {
@@ -817,6 +843,9 @@ static struct transport *connect_transport(struct options *o, const char *user, 
 	if (o->directport)
 		return transport_tcp_connect(host, o->directport, err, errlen);
 	if (!o->force_openssh) {
+		struct transport *early = o->reconnecting ? NULL : borrow_early(o);
+		if (early)
+			return early;
 		struct ssh_target t;
 		memset(&t, 0, sizeof(t));
 		if (target_resolve(&t, user, host, dir, &o->topts, err, errlen) < 0)

@@ -16,6 +16,7 @@
 #include "master.h"
 #include "transport/mux.h"
 #include "log.h"
+#include "sftp-proto.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -156,6 +157,28 @@ struct framer {
 	uint64_t packets;
 };
 
+/* A channel opened ahead of borrowers. Once open, the master says INIT on
+ * it and keeps what the server answers (its VERSION), and asks for its
+ * limits@openssh.com if it has them, so that the borrower finds an
+ * sftp-server that has started and answered, and gets those answers with
+ * no wait (its own INIT, the same bytes, and its limits request go no
+ * further: their answers are the same for every channel of a server). */
+struct spare {
+	struct transport_chan *ch;
+	bool init_sent;
+	bool version;       /* the whole VERSION is in pre */
+	bool limits_asked;
+	bool have_limits;   /* (limits: its answer) */
+	bool warm;          /* nothing more to wait for */
+	bool bad;           /* the server said something else: close it */
+	uint8_t *pre;       /* what the server sent (RELAY_BUF) */
+	size_t pre_len, version_len;
+	uint64_t limits[4];
+};
+
+/* The id of the master's own limits request on a spare. */
+#define SPARE_LIMITS_ID 1
+
 struct relay {
 	struct relay *next;
 	int fd;
@@ -171,6 +194,10 @@ struct relay {
 	unsigned reconnects;
 	uint64_t bytes_up, bytes_down;
 	struct framer f_up, f_down;
+	struct spare sp; /* its channel, until warm (then ch) */
+	bool skip_init; /* the master said INIT on the channel: drop the borrower's */
+	bool have_limits; /* and asked for limits@openssh.com: answer the borrower's */
+	uint64_t limits[4];
 };
 
 /* A borrower's REPORT connection: it answers STATS_REQ with its own
@@ -193,7 +220,7 @@ struct lend {
 	/* Channels opened ahead, their sftp-servers started: sshd takes far
 	 * longer to start a session (a fork and two execs) than a borrower
 	 * takes to mount, so the next borrowers find them ready. */
-	struct transport_chan *spare[SPARES];
+	struct spare spare[SPARES];
 	bool spare_failed; /* (the server refused one: until a channel closes) */
 };
 
@@ -295,16 +322,97 @@ static void framer_feed(struct framer *f, const uint8_t *p, size_t n)
 	}
 }
 
+/* A whole packet at the start of buf? Its length (with the length field),
+ * else 0. */
+static size_t whole_packet(const uint8_t *buf, size_t len)
+{
+	struct wire_reader rd;
+	uint32_t n = 0;
+	wire_reader_init(&rd, buf, len);
+	if (wire_get_u32(&rd, &n) != 0 || wire_remaining(&rd) < n)
+		return 0;
+	return 4 + (size_t)n;
+}
+
 static void relay_free(struct relay *r, bool close_chan)
 {
 	if (r->fd >= 0)
 		close(r->fd);
-	if (close_chan && r->ch != NULL)
-		transport_chan_close(r->ch);
+	if (close_chan && (r->ch != NULL || r->sp.ch != NULL))
+		transport_chan_close(r->ch != NULL ? r->ch : r->sp.ch);
+	free(r->sp.pre);
 	free(r->up);
 	free(r->down);
 	free(r->mountpoint);
 	free(r);
+}
+
+/* The borrower's first packet, on a channel where the master said INIT:
+ * it must be that INIT, and goes no further. False if it is not. */
+static bool drop_init(struct relay *r)
+{
+	size_t n = whole_packet(r->up, r->up_len);
+	if (n == 0)
+		return true; /* not all of it yet */
+	struct wire_reader rd;
+	uint32_t len = 0;
+	wire_reader_init(&rd, r->up, n);
+	wire_get_u32(&rd, &len);
+	uint8_t type = 0;
+	uint32_t version = 0;
+	if (len != 5 || wire_get_u8(&rd, &type) != 0 || type != SSH_FXP_INIT ||
+	    wire_get_u32(&rd, &version) != 0 || version != SFTP_VERSION) {
+		log_error("pid %d began with another packet than the INIT the master sent",
+			  (int)r->pid);
+		return false;
+	}
+	r->up_len -= 4 + (size_t)len;
+	memmove(r->up, r->up + 4 + len, r->up_len);
+	r->skip_init = false;
+	return true;
+}
+
+/* The borrower's next packet, after the INIT the master dropped: if it
+ * asks for limits@openssh.com, answer it with the spare's. */
+static void answer_limits(struct relay *r)
+{
+	size_t n = whole_packet(r->up, r->up_len);
+	if (n == 0)
+		return; /* not all of it yet */
+	r->have_limits = false;
+	struct wire_reader rd;
+	uint32_t len, id;
+	uint8_t type;
+	const uint8_t *name;
+	uint32_t nl;
+	wire_reader_init(&rd, r->up, n);
+	if (wire_get_u32(&rd, &len) || wire_get_u8(&rd, &type) || type != SSH_FXP_EXTENDED ||
+	    wire_get_u32(&rd, &id) || wire_get_string(&rd, &name, &nl) ||
+	    nl != strlen(SFTP_EXT_LIMITS) || memcmp(name, SFTP_EXT_LIMITS, nl) != 0 ||
+	    wire_remaining(&rd) != 0)
+		return; /* something else: it goes on to the server */
+	struct wire_buf b;
+	size_t mark;
+	wire_buf_init(&b, 64);
+	bool ok = wire_packet_begin(&b, SSH_FXP_EXTENDED_REPLY, &mark) == 0 &&
+		  wire_put_u32(&b, id) == 0;
+	for (int i = 0; i < 4 && ok; i++)
+		ok = wire_put_u64(&b, r->limits[i]) == 0;
+	ok = ok && wire_packet_end(&b, mark) == 0;
+	size_t k = wire_buf_len(&b);
+	if (r->down_pos > 0) {
+		memmove(r->down, r->down + r->down_pos, r->down_len);
+		r->down_pos = 0;
+	}
+	if (ok && r->down_len + k <= RELAY_BUF) {
+		memcpy(r->down + r->down_len, wire_buf_ptr(&b), k);
+		framer_feed(&r->f_down, r->down + r->down_len, k);
+		r->down_len += k;
+		r->bytes_down += k;
+		r->up_len -= n;
+		memmove(r->up, r->up + n, r->up_len);
+	}
+	wire_buf_free(&b);
 }
 
 /* Move what can move both ways. Returns false when the relay is over. */
@@ -325,7 +433,11 @@ static bool relay_pump(struct relay *r)
 				r->fd_eof = true;
 			}
 		}
-		if (r->up_len > 0) {
+		if (r->skip_init && !drop_init(r))
+			return false;
+		if (!r->skip_init && r->have_limits)
+			answer_limits(r);
+		if (r->up_len > 0 && !r->skip_init) {
 			ssize_t n = transport_chan_write(r->ch, r->up, r->up_len);
 			if (n > 0) {
 				memmove(r->up, r->up + n, r->up_len - (size_t)n);
@@ -365,19 +477,55 @@ static bool relay_pump(struct relay *r)
 	return true;
 }
 
-/* The spare to lend: an open one, else one still opening; -1 if none. */
+/* The spare to lend: a warm one, else an open one, else one still
+ * opening; -1 if none. */
 static int take_spare(struct lend *l)
 {
-	int k = -1;
+	int k = -1, best = 0;
 	for (int i = 0; i < SPARES; i++) {
-		if (l->spare[i] == NULL)
+		struct spare *sp = &l->spare[i];
+		if (sp->ch == NULL)
 			continue;
-		if (transport_chan_status(l->spare[i]) > 0)
-			return i;
-		if (k < 0)
+		int rank = sp->warm ? 3 : transport_chan_status(sp->ch) > 0 ? 2 : 1;
+		if (rank > best) {
+			best = rank;
 			k = i;
+		}
 	}
 	return k;
+}
+
+static void spare_clear(struct spare *sp)
+{
+	free(sp->pre);
+	memset(sp, 0, sizeof(*sp));
+}
+
+/* SSH_FXP_INIT as hashi's engine sends it. */
+static void init_packet(struct wire_buf *b)
+{
+	size_t mark;
+	wire_buf_init(b, 16);
+	wire_packet_begin(b, SSH_FXP_INIT, &mark);
+	wire_put_u32(b, SFTP_VERSION);
+	wire_packet_end(b, mark);
+}
+
+/* A warm channel to r: and what the server has said on it. */
+static void lend_spare(struct spare *sp, struct relay *r)
+{
+	r->ch = sp->ch;
+	transport_chan_want_read(r->ch, true);
+	if (sp->init_sent) {
+		r->skip_init = true;
+		r->have_limits = sp->have_limits;
+		memcpy(r->limits, sp->limits, sizeof(r->limits));
+		memcpy(r->down, sp->pre, sp->pre_len);
+		r->down_len = sp->pre_len;
+		framer_feed(&r->f_down, r->down, r->down_len);
+		r->bytes_down += r->down_len;
+	}
+	spare_clear(sp);
 }
 
 /* New borrowers from the queue: a channel each, opened in turn. */
@@ -399,13 +547,12 @@ static void take_borrowers(struct lend *l)
 			r->down = malloc(RELAY_BUF);
 		}
 		int k = take_spare(l);
-		if (r != NULL && k >= 0 && n < MAX_RELAYS) {
-			r->ch = l->spare[k];
-			l->spare[k] = NULL;
-			transport_chan_want_read(r->ch, true);
+		if (r != NULL && r->up != NULL && r->down != NULL && k >= 0 && n < MAX_RELAYS) {
+			r->sp = l->spare[k]; /* (warm, or warmed for r) */
+			memset(&l->spare[k], 0, sizeof(l->spare[k]));
 		}
 		if (r == NULL || r->up == NULL || r->down == NULL || n >= MAX_RELAYS ||
-		    (r->ch == NULL && (r->ch = transport_chan_open(l->inner)) == NULL)) {
+		    (r->sp.ch == NULL && (r->sp.ch = transport_chan_open(l->inner)) == NULL)) {
 			send_fail(q->fd, MUX_FAIL_BUSY, "the master lends no more channels");
 			close(q->fd);
 			if (r != NULL) {
@@ -430,21 +577,123 @@ static void take_borrowers(struct lend *l)
 	}
 }
 
-/* Keep the spare channels opening or open while we listen. */
+/* Does the VERSION packet in buf list extension name? */
+static bool version_has(const uint8_t *buf, size_t len, const char *name)
+{
+	struct wire_reader rd;
+	uint32_t n, version, nl, vl;
+	uint8_t type;
+	const uint8_t *k, *v;
+	wire_reader_init(&rd, buf, len);
+	if (wire_get_u32(&rd, &n) || wire_get_u8(&rd, &type) || type != SSH_FXP_VERSION ||
+	    wire_get_u32(&rd, &version))
+		return false;
+	while (wire_get_string(&rd, &k, &nl) == 0 && wire_get_string(&rd, &v, &vl) == 0)
+		if (nl == strlen(name) && memcmp(k, name, nl) == 0)
+			return true;
+	return false;
+}
+
+/* A limits request: EXTENDED id "limits@openssh.com". */
+static void limits_request(struct wire_buf *b, uint32_t id)
+{
+	size_t mark;
+	wire_buf_init(b, 64);
+	wire_packet_begin(b, SSH_FXP_EXTENDED, &mark);
+	wire_put_u32(b, id);
+	wire_put_cstring(b, SFTP_EXT_LIMITS);
+	wire_packet_end(b, mark);
+}
+
+/* Write b (and free it); false if it was not written. */
+static bool write_packet(struct transport_chan *ch, struct wire_buf *b)
+{
+	bool ok = transport_chan_write(ch, wire_buf_ptr(b), wire_buf_len(b)) ==
+		  (ssize_t)wire_buf_len(b);
+	wire_buf_free(b);
+	return ok; /* (nothing written otherwise: a spare's buffer is empty) */
+}
+
+/* The answer to our limits request, once whole in pre after the VERSION. */
+static void take_limits(struct spare *sp)
+{
+	const uint8_t *p = sp->pre + sp->version_len;
+	size_t len = sp->pre_len - sp->version_len, n = whole_packet(p, len);
+	if (n == 0 && sp->pre_len < RELAY_BUF)
+		return; /* not all of it yet */
+	if (n == 0) {
+		sp->bad = true; /* (an answer this long to our request) */
+		return;
+	}
+	struct wire_reader rd;
+	uint32_t plen, id;
+	uint8_t type;
+	wire_reader_init(&rd, p, n);
+	sp->have_limits = wire_get_u32(&rd, &plen) == 0 && wire_get_u8(&rd, &type) == 0 &&
+			  type == SSH_FXP_EXTENDED_REPLY && wire_get_u32(&rd, &id) == 0 &&
+			  id == SPARE_LIMITS_ID;
+	for (int i = 0; i < 4 && sp->have_limits; i++)
+		sp->have_limits = wire_get_u64(&rd, &sp->limits[i]) == 0;
+	sp->pre_len = sp->version_len; /* the borrower gets only the VERSION */
+	sp->warm = true;
+}
+
+/* An open spare: say INIT (and ask for limits), and keep the answers. */
+static void warm_up(struct spare *sp)
+{
+	if (sp->pre == NULL && (sp->pre = malloc(RELAY_BUF)) == NULL)
+		return;
+	struct wire_buf b;
+	if (!sp->init_sent) {
+		init_packet(&b);
+		if (!(sp->init_sent = write_packet(sp->ch, &b)))
+			return;
+		transport_chan_want_read(sp->ch, true);
+	}
+	while (!sp->warm && !sp->bad) {
+		ssize_t n = transport_chan_read(sp->ch, sp->pre + sp->pre_len,
+						RELAY_BUF - sp->pre_len);
+		if (n <= 0)
+			return; /* (an error shows in its status) */
+		sp->pre_len += (size_t)n;
+		if (!sp->version) {
+			sp->version_len = whole_packet(sp->pre, sp->pre_len);
+			sp->version = sp->version_len > 0;
+			if (!sp->version && sp->pre_len < RELAY_BUF)
+				continue;
+			/* (a VERSION this long: the relay reads the rest) */
+			if (sp->version && version_has(sp->pre, sp->version_len, SFTP_EXT_LIMITS)) {
+				limits_request(&b, SPARE_LIMITS_ID);
+				sp->limits_asked = write_packet(sp->ch, &b);
+			}
+			if (!sp->limits_asked) {
+				sp->warm = true;
+				break;
+			}
+		}
+		take_limits(sp);
+	}
+	transport_chan_want_read(sp->ch, false);
+}
+
+/* Keep the spare channels opening, open or warm while we listen. */
 static void keep_spare(struct lend *l)
 {
 	for (int i = 0; i < SPARES; i++) {
-		struct transport_chan **sp = &l->spare[i];
-		if (*sp != NULL && transport_chan_status(*sp) < 0) {
-			log_debug("no spare channel: %s", transport_chan_error(*sp));
-			transport_chan_close(*sp);
-			*sp = NULL;
+		struct spare *sp = &l->spare[i];
+		if (sp->ch != NULL && (transport_chan_status(sp->ch) < 0 || sp->bad)) {
+			log_debug("no spare channel: %s", sp->bad ? "a strange answer"
+								  : transport_chan_error(sp->ch));
+			transport_chan_close(sp->ch);
+			spare_clear(sp);
 			l->spare_failed = true;
 		}
-		if (*sp == NULL && !l->spare_failed && M.lfd >= 0) {
-			*sp = transport_chan_open(l->inner);
-			if (*sp != NULL)
-				transport_chan_want_read(*sp, false);
+		if (sp->ch == NULL && !l->spare_failed && M.lfd >= 0) {
+			sp->ch = transport_chan_open(l->inner);
+			if (sp->ch != NULL)
+				transport_chan_want_read(sp->ch, false);
+		} else if (sp->ch != NULL && transport_chan_status(sp->ch) > 0) {
+			warm_up(sp);
 		}
 	}
 }
@@ -460,17 +709,21 @@ static void lend_work(struct lend *l)
 		struct relay *r = *pp;
 		bool keep = true;
 		if (!r->open) {
-			int s = transport_chan_status(r->ch);
-			if (s > 0) {
+			struct transport_chan *ch = r->sp.ch;
+			if (transport_chan_status(ch) > 0)
+				warm_up(&r->sp);
+			if (transport_chan_status(ch) < 0 || r->sp.bad) {
+				const char *why = r->sp.bad ? "the server's SFTP session did not start"
+							    : transport_chan_error(ch);
+				log_info("cannot lend a channel to pid %d: %s", (int)r->pid, why);
+				send_fail(r->fd, MUX_FAIL_CHANNEL, why);
+				keep = false;
+			} else if (r->sp.warm) {
+				lend_spare(&r->sp, r);
 				send_ok(r->fd);
 				r->open = true;
 				log_info("lending an SFTP channel to pid %d (%s)", (int)r->pid,
 					 r->mountpoint);
-			} else if (s < 0) {
-				log_info("cannot lend a channel to pid %d: %s", (int)r->pid,
-					 transport_chan_error(r->ch));
-				send_fail(r->fd, MUX_FAIL_CHANNEL, transport_chan_error(r->ch));
-				keep = false;
 			}
 		}
 		if (keep && r->open)
@@ -558,6 +811,8 @@ static void lend_destroy(struct transport *t)
 		relay_free(r, false); /* the channels go with the session */
 		closed++;
 	}
+	for (int i = 0; i < SPARES; i++)
+		spare_clear(&l->spare[i]);
 	borrowers_add(-closed);
 	pthread_mutex_unlock(&M.lock);
 	if (closed > 0)
@@ -1204,17 +1459,36 @@ static void unlock_election(int fd)
 		close(fd);
 }
 
+/* Ask the master at ms->path for a channel (and report to it). */
+static struct transport *ask_master(const struct master_settings *ms, const char *mountpoint,
+				    unsigned reconnects, enum mux_result *res, char *why,
+				    size_t whylen)
+{
+	struct transport *t = transport_mux_borrow(ms->path, mountpoint, reconnects, res, why,
+						   whylen);
+	if (t != NULL)
+		report_to(ms->path, mountpoint);
+	return t;
+}
+
+struct transport *master_borrow(const struct master_settings *ms, const char *mountpoint)
+{
+	enum mux_result res;
+	char why[512];
+	struct transport *t = ask_master(ms, mountpoint, 0, &res, why, sizeof(why));
+	if (t == NULL)
+		log_debug("%s", why);
+	return t;
+}
+
 /* Try the master at ms->path. Returns its channel, or NULL with *res. */
 static struct transport *borrow(const struct master_settings *ms, const char *mountpoint,
 				unsigned reconnects, enum mux_result *res)
 {
 	char why[512];
-	struct transport *t = transport_mux_borrow(ms->path, mountpoint, reconnects, res, why,
-						   sizeof(why));
-	if (t != NULL) {
-		report_to(ms->path, mountpoint);
+	struct transport *t = ask_master(ms, mountpoint, reconnects, res, why, sizeof(why));
+	if (t != NULL)
 		return t;
-	}
 	if (*res == MUX_REFUSED || (*res == MUX_NO_ANSWER && reconnects == 0))
 		log_info("%s; connecting on our own", why);
 	else if (*res == MUX_UNUSABLE)

@@ -48,6 +48,12 @@ struct transport *master_transport(const struct master_settings *ms, const char 
 				   unsigned reconnects, master_connect_fn connect_fn, void *arg,
 				   char *err, size_t errlen);
 
+/* Only borrow: a channel from the master at ms->path if one lends it now,
+ * else NULL (logged at debug level; the caller then takes the whole way,
+ * master_transport). For a mount whose command line names the socket
+ * (target_cmdline_control), before the target is resolved. */
+struct transport *master_borrow(const struct master_settings *ms, const char *mountpoint);
+
 /* Start answering on the control socket: after fuse_daemonize (whose fork
  * keeps no thread); a master elected later starts at once. */
 void master_start(void);

@@ -2705,6 +2705,38 @@ static bool hashi_option(struct ssh_target *t, const char *opt)
 	return false;
 }
 
+/* The first -o value of keyword kw (as ssh keeps it), or NULL. */
+static const char *first_opt(const struct target_options *o, const char *kw)
+{
+	size_t n = strlen(kw);
+	for (int i = 0; o != NULL && i < o->n; i++) {
+		const char *s = o->opts[i];
+		if (s == NULL || strncasecmp(s, kw, n) != 0 || strchr("= \t", s[n]) == NULL ||
+		    s[n] == '\0')
+			continue;
+		s += n + strspn(s + n, " \t");
+		if (*s == '=')
+			s++;
+		return s + strspn(s, " \t");
+	}
+	return NULL;
+}
+
+bool target_cmdline_control(const struct target_options *o, char **cp, int *cm)
+{
+	const char *p = first_opt(o, "ControlPath"), *m = first_opt(o, "ControlMaster");
+	if (p == NULL || m == NULL || p[0] != '/' || strpbrk(p, "%~\"' \t") != NULL)
+		return false;
+	if (strcasecmp(m, "auto") == 0 || strcasecmp(m, "autoask") == 0)
+		*cm = TARGET_CM_AUTO;
+	else if (strcasecmp(m, "no") == 0 || strcasecmp(m, "false") == 0)
+		*cm = TARGET_CM_NO;
+	else
+		return false;
+	*cp = xstrdup(p);
+	return true;
+}
+
 int target_resolve(struct ssh_target *t, const char *user, const char *host, const char *dir,
 		   const struct target_options *o, char *err, size_t errlen)
 {

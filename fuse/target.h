@@ -85,6 +85,14 @@ const char *target_canonical_keyword(const char *name);
  * listing them, and for tests. */
 const char *target_keyword_at(int i);
 
+/* Whether the command line alone settles where the control socket is and
+ * that a running master may lend us a channel, with no ssh_config read: ssh
+ * takes the first -o value of a keyword over any file's, so a literal
+ * ControlPath (absolute, no %-token or ~) and a ControlMaster other than
+ * yes/ask decide it. Then fills *cp (the ControlPath, malloc'd) and *cm
+ * (TARGET_CM_AUTO or _NO) and returns true. */
+bool target_cmdline_control(const struct target_options *o, char **cp, int *cm);
+
 /* Resolve everything ssh would for user@host with these options. Returns 0,
  * or -1 with a one-line error in err (e.g. a bad value, or ssh -G failing).
  * user may be NULL (then User from the config, else the local user); it

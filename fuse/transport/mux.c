@@ -80,9 +80,11 @@ static void set_timeout(int fd, int seconds)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-/* Connect and read the master's HELLO. Returns the socket, or -1. */
-static int mux_open(const char *path, uint32_t *pid, enum mux_result *res, char *err,
-		    size_t errlen)
+/* Connect, send req (before the master's HELLO, which is read after it:
+ * one wait fewer), and read the HELLO unless hello is false (then whoever
+ * reads the socket next ignores it). Returns the socket, or -1. */
+static int mux_open(const char *path, const struct wire_buf *req, bool hello, uint32_t *pid,
+		    enum mux_result *res, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -113,6 +115,14 @@ static int mux_open(const char *path, uint32_t *pid, enum mux_result *res, char 
 		return -1;
 	}
 	set_timeout(fd, 5);
+	if (mux_write_all(fd, wire_buf_ptr(req), wire_buf_len(req)) < 0) {
+		snprintf(err, errlen, "control socket %s: the master went away", path);
+		*res = MUX_NO_ANSWER;
+		close(fd);
+		return -1;
+	}
+	if (!hello)
+		return fd;
 	uint8_t buf[512];
 	int n = mux_read_packet(fd, buf, sizeof(buf));
 	struct wire_reader r;
@@ -132,11 +142,9 @@ static int mux_open(const char *path, uint32_t *pid, enum mux_result *res, char 
 	return fd;
 }
 
-/* Send a request and read the answer into buf; returns its length or -1. */
-static int mux_exchange(int fd, struct wire_buf *req, uint8_t *buf, size_t max, int timeout_s)
+/* Read the answer to the request into buf; returns its length or -1. */
+static int mux_answer(int fd, uint8_t *buf, size_t max, int timeout_s)
 {
-	if (mux_write_all(fd, wire_buf_ptr(req), wire_buf_len(req)) < 0)
-		return -1;
 	set_timeout(fd, timeout_s);
 	return mux_read_packet(fd, buf, max);
 }
@@ -190,19 +198,19 @@ int transport_mux_request(const char *path, uint8_t type, uint32_t *pid, char **
 			  enum mux_result *res, char *err, size_t errlen)
 {
 	uint32_t hello_pid;
-	int fd = mux_open(path, &hello_pid, res, err, errlen);
-	if (fd < 0)
-		return -1;
 	struct wire_buf b;
 	request(&b, type);
+	int fd = mux_open(path, &b, true, &hello_pid, res, err, errlen);
+	wire_buf_free(&b);
+	if (fd < 0)
+		return -1;
 	uint8_t *buf = malloc(MUX_MAX_PACKET);
 	int ret = -1;
 	if (buf != NULL) {
-		int n = mux_exchange(fd, &b, buf, MUX_MAX_PACKET, 10);
+		int n = mux_answer(fd, buf, MUX_MAX_PACKET, 10);
 		ret = parse_answer(buf, n, path, pid, text, res, err, errlen);
 	}
 	free(buf);
-	wire_buf_free(&b);
 	close(fd);
 	if (ret == 0)
 		*res = MUX_DONE;
@@ -215,9 +223,6 @@ static int mux_ask(const char *path, uint8_t type, const char *mountpoint, unsig
 		   enum mux_result *res, char *err, size_t errlen)
 {
 	uint32_t pid;
-	int fd = mux_open(path, &pid, res, err, errlen);
-	if (fd < 0)
-		return -1;
 	struct wire_buf b;
 	size_t mark;
 	uint8_t buf[1200];
@@ -226,28 +231,24 @@ static int mux_ask(const char *path, uint8_t type, const char *mountpoint, unsig
 	    wire_put_cstring(&b, mountpoint != NULL ? mountpoint : "") ||
 	    (type == MUX_BORROW && wire_put_u32(&b, reconnects)) || wire_packet_end(&b, mark)) {
 		wire_buf_free(&b);
-		close(fd);
 		snprintf(err, errlen, "out of memory");
 		*res = MUX_UNUSABLE;
 		return -1;
 	}
+	/* (a REPORT follows a BORROW, which has seen the HELLO of a master
+	 * there; our reporter ignores this one) */
+	int fd = mux_open(path, &b, type != MUX_REPORT, &pid, res, err, errlen);
+	wire_buf_free(&b);
+	if (fd < 0)
+		return -1;
 	if (type == MUX_REPORT) {
 		/* Not worth a round trip before the mount: the master's answer
 		 * (OK, or FAIL and the end) is read with its STATS_REQs. */
-		int w = mux_write_all(fd, wire_buf_ptr(&b), wire_buf_len(&b));
-		wire_buf_free(&b);
-		if (w < 0) {
-			close(fd);
-			snprintf(err, errlen, "control socket %s: the master went away", path);
-			*res = MUX_NO_ANSWER;
-			return -1;
-		}
 		set_timeout(fd, 0);
 		*res = MUX_DONE;
 		return fd;
 	}
-	int n = mux_exchange(fd, &b, buf, sizeof(buf), MUX_REPLY_TIMEOUT_S);
-	wire_buf_free(&b);
+	int n = mux_answer(fd, buf, sizeof(buf), MUX_REPLY_TIMEOUT_S);
 	if (parse_answer(buf, n, path, &pid, NULL, res, err, errlen) < 0) {
 		close(fd);
 		return -1;

@@ -610,3 +610,58 @@ def test_controlpersist_keeps_an_unmounted_master(menv):
         m1.exit_status = 0
     finally:
         cleanup(*mounts)
+
+
+def test_a_named_socket_is_found_before_ssh_G(menv):
+    """A borrower whose command line names the socket (a literal ControlPath,
+    ControlMaster=auto: ssh takes the first -o value over ssh_config's)
+    borrows without running ssh -G to resolve the target, which would be
+    most of its time to mount; one whose ControlPath needs the resolved
+    target (%C) still asks ssh -G."""
+    a = menv.user
+    ctl = menv.new_dir("ctl", owner=a, mode=0o700)
+    bin_dir = menv.new_dir("fakessh", owner=a)
+    calls = bin_dir / "calls"
+    fake = bin_dir / "ssh"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec /usr/bin/ssh "$@"\n')
+    fake.chmod(0o755)
+    env = dict(hashi_env(a), PATH=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin")
+    export = menv.new_dir("exp", owner=a)
+    started = []
+
+    def mount(cp):
+        mp = menv.mountpoint(a)
+        r = menv.run_hashi(a, [f"{a.name}@127.0.0.1:{export}", str(mp), *menv.ssh_opts(a),
+                               "-o", "ControlMaster=auto", "-o", f"ControlPath={cp}"],
+                           env=env)
+        assert r.returncode == 0, r.stderr
+        pids = find_daemon(menv.hashi, mp)
+        assert len(pids) == 1
+        started.append((mp, pids[0]))
+        return mp
+
+    def ssh_calls():
+        return calls.read_text().splitlines() if calls.exists() else []
+
+    try:
+        before = sshd_connections(menv)
+        literal = str(ctl / "s")
+        m1 = mount(literal)
+        assert any(c.startswith("-G ") for c in ssh_calls()), "the master resolves"
+        n = len(ssh_calls())
+        m2 = mount(literal)
+        assert ssh_calls()[n:] == [], "the borrower ran ssh"
+        assert sshd_connections(menv) == before + 1
+        r = run_as_cmd(a, ["sh", "-c", f"echo x > {m2}/f && cat {m1}/f"])
+        assert r.returncode == 0 and r.stdout == "x\n", r.stderr
+        # %C is the resolved host, port and user: only ssh -G knows them
+        token = str(ctl / "t-%C")
+        mount(token)
+        mount(token)
+        assert len([c for c in ssh_calls()[n:] if c.startswith("-G ")]) == 2
+    finally:
+        for mp, _ in reversed(started):
+            if mounted(mp):
+                run_as_cmd(a, ["fusermount3", "-u", str(mp)])
+        for _, pid in reversed(started):
+            wait_pid(pid, 30)
