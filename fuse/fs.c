@@ -2961,50 +2961,53 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	stat_path_follow(o->fs->c, o->path, access_cb, o);
 }
 
-/* copy_file_range through copy-data: the length is clamped to the source's
- * size first, so that the count returned is exact. */
+/* copy_file_range through copy-data: an FSTAT of the source and the copy
+ * (of as much as is asked: the server stops at EOF) go together, one round
+ * trip; the server answers in order, so the size the FSTAT gives is what
+ * the copy met, and the count returned is exact. */
 struct copy_op {
 	fuse_req_t req;
 	struct fs *fs;
 	struct file *in, *out;
 	uint64_t off_in, off_out, len;
+	int left;
+	int stat_err, copy_err;
+	uint64_t size;
 };
+
+static void copy_join(struct copy_op *co)
+{
+	if (__atomic_sub_fetch(&co->left, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	files_changed(co->fs->files, co->out->ino);
+	int err = co->copy_err ? co->copy_err : co->stat_err;
+	if (err)
+		fuse_reply_err(co->req, err);
+	else
+		fuse_reply_write(co->req, co->off_in >= co->size ? 0 :
+					  co->len < co->size - co->off_in ? co->len :
+					  co->size - co->off_in);
+	g_free(co);
+}
 
 static void copy_done_cb(void *arg, struct sftp_reply *r)
 {
 	struct copy_op *co = arg;
-	files_changed(co->fs->files, co->out->ino);
-	if (r->err)
-		fuse_reply_err(co->req, reply_errno(r));
-	else
-		fuse_reply_write(co->req, co->len);
-	g_free(co);
+	/* EOF: the source ended before the length asked, as expected */
+	if (r->err && !(r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF))
+		co->copy_err = reply_errno(r);
+	copy_join(co);
 }
 
 static void copy_fstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct copy_op *co = arg;
 	struct fattr a;
-	if (r->err || reply_fattr(r, &a) || !(a.v3.flags & SSH_FILEXFER_ATTR_SIZE)) {
-		fuse_reply_err(co->req, r->err ? reply_errno(r) : EIO);
-		g_free(co);
-		return;
-	}
-	if (co->off_in >= a.v3.size) {
-		fuse_reply_write(co->req, 0);
-		g_free(co);
-		return;
-	}
-	if (co->len > a.v3.size - co->off_in)
-		co->len = a.v3.size - co->off_in;
-	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_COPY_DATA);
-	struct wire_buf *b = sftp_msg_buf(m);
-	wire_put_string(b, co->in->handle, co->in->hlen);
-	wire_put_u64(b, co->off_in);
-	wire_put_u64(b, co->len);
-	wire_put_string(b, co->out->handle, co->out->hlen);
-	wire_put_u64(b, co->off_out);
-	sftp_submit(co->out->c, m, copy_done_cb, co);
+	if (r->err || reply_fattr(r, &a) || !(a.v3.flags & SSH_FILEXFER_ATTR_SIZE))
+		co->stat_err = r->err ? reply_errno(r) : EIO;
+	else
+		co->size = a.v3.size;
+	copy_join(co);
 }
 
 static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
@@ -3016,6 +3019,10 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	cache_changed_ino(fs, ino_out);
 	if (flags != 0) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (len == 0) { /* (a length of 0 asks copy-data for everything) */
+		fuse_reply_write(req, 0);
 		return;
 	}
 	/* copy-data needs both handles on one connection; else the kernel
@@ -3033,8 +3040,17 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	co->off_in = (uint64_t)off_in;
 	co->off_out = (uint64_t)off_out;
 	co->len = len;
+	co->left = 2;
 	files_changed(fs->files, co->out->ino);
 	stat_handle(co->in->c, co->in->handle, co->in->hlen, copy_fstat_cb, co);
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_COPY_DATA);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, co->in->handle, co->in->hlen);
+	wire_put_u64(b, co->off_in);
+	wire_put_u64(b, co->len);
+	wire_put_string(b, co->out->handle, co->out->hlen);
+	wire_put_u64(b, co->off_out);
+	sftp_submit(co->out->c, m, copy_done_cb, co);
 }
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
