@@ -867,7 +867,8 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 		stat_path(o->fs->c, o->path, attr_cb, o);
 }
 
-/* FSETSTAT and the FSTAT for the answer, sent together: one round trip. */
+/* (F)SETSTAT and the (F/L)STAT for the answer, sent together: one round
+ * trip (the server answers in order, so the attributes are those after). */
 struct fset_join {
 	struct op *o;
 	int left;
@@ -883,10 +884,15 @@ static void fset_join_done(struct fset_join *j)
 		setattr_done_cb(o, &(struct sftp_reply){ .type = SSH_FXP_STATUS, .err = set_err });
 		return;
 	}
+	if (o->path)
+		cache_invalidate(o->fs->cache, o->path);
 	if (stat_err) {
 		reply_err_free(o, stat_err);
 		return;
 	}
+	o->path2 = node_live_path(o->fs, o->ino);
+	if (o->path2)
+		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
 }
 
@@ -906,6 +912,32 @@ static void fset_stat_cb(void *arg, struct sftp_reply *r)
 		fset_join_done(j);
 }
 
+/* Send m (a set of o's attributes) with the stat of the same file behind
+ * it, and answer from that stat. */
+static void setattr_send_joined(struct op *o, struct sftp_msg *m)
+{
+	struct fset_join *j = g_new0(struct fset_join, 1);
+	j->o = o;
+	j->left = 2;
+	sftp_submit(o->fs->c, m, fset_set_cb, j);
+	if (o->file)
+		stat_handle(o->fs->c, o->file->handle, o->file->hlen, fset_stat_cb, j);
+	else
+		stat_path(o->fs->c, o->path, fset_stat_cb, j);
+}
+
+/* LSETSTAT of o->path, with its LSTAT behind it: what is there need not be
+ * known first (a symlink keeps its target's attributes untouched, anything
+ * else is set as by SETSTAT). Times and owners only: a mode through
+ * lsetstat (fchmodat AT_SYMLINK_NOFOLLOW) needs /proc on the server. */
+static void setattr_lset(struct op *o)
+{
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_LSETSTAT);
+	wire_put_cstring(sftp_msg_buf(m), o->path);
+	attrs_put(sftp_msg_buf(m), &o->attrs.v3);
+	setattr_send_joined(o, m);
+}
+
 static void setattr_send(struct op *o)
 {
 	struct sftp_msg *m;
@@ -913,11 +945,7 @@ static void setattr_send(struct op *o)
 		m = sftp_msg_new(SSH_FXP_FSETSTAT);
 		wire_put_string(sftp_msg_buf(m), o->file->handle, o->file->hlen);
 		attrs_put(sftp_msg_buf(m), &o->attrs.v3);
-		struct fset_join *j = g_new0(struct fset_join, 1);
-		j->o = o;
-		j->left = 2;
-		sftp_submit(o->fs->c, m, fset_set_cb, j);
-		stat_handle(o->fs->c, o->file->handle, o->file->hlen, fset_stat_cb, j);
+		setattr_send_joined(o, m);
 		return;
 	} else if (S_ISLNK(o->mode) && (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT) &&
 		   !(o->attrs.v3.flags & SSH_FILEXFER_ATTR_SIZE)) {
@@ -929,6 +957,12 @@ static void setattr_send(struct op *o)
 		wire_put_cstring(sftp_msg_buf(m), o->path);
 	}
 	attrs_put(sftp_msg_buf(m), &o->attrs.v3);
+	if (!o->have_cur) {
+		/* the attributes before came from our cache: the answer is
+		 * what an LSTAT right behind says (one round trip, not two) */
+		setattr_send_joined(o, m);
+		return;
+	}
 	sftp_submit(o->fs->c, m, setattr_done_cb, o);
 }
 
@@ -1155,6 +1189,12 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		struct fattr cur;
 		if (!o->file && cache_get_attrs(o->fs->cache, o->path, &cur, NULL) == CACHE_HIT) {
 			setattr_with_current(o, &cur, false);
+			return;
+		}
+		if (!o->file && !half_owner && !half_time && (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) == 0 &&
+		    (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT)) {
+			/* tar setting a directory's times at the end */
+			setattr_lset(o);
 			return;
 		}
 		if (o->file)
