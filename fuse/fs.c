@@ -1717,6 +1717,20 @@ struct open_join {
 	uint32_t open_status;
 };
 
+/* The size the cache knows (what the kernel was told too): a read that
+ * reaches it is at EOF without asking the server (cat: one READ, not two). */
+static void open_known_size(struct op *o, bool fresh)
+{
+	struct fattr a = o->attrs;
+	double ttl = o->fs->cfg.cache.stat_timeout;
+	if ((o->flags & O_TRUNC) || !cache_enabled(o->fs->cache) ||
+	    (!fresh && cache_get_attrs(o->fs->cache, o->path, &a, &ttl) != CACHE_HIT) ||
+	    !(a.v3.flags & SSH_FILEXFER_ATTR_SIZE) || !(a.v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ||
+	    !S_ISREG(a.v3.perm))
+		return;
+	file_set_size(o->file, a.v3.size, ttl);
+}
+
 static void open_done(struct open_join *j)
 {
 	struct op *o = j->o;
@@ -1758,6 +1772,7 @@ static void open_done(struct open_join *j)
 	if (j->have_attrs) /* fresh from the server: what stat shows from now on */
 		cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 	o->fi.keep_cache = keep_cache(o->fs, o->ino, j->have_attrs ? &o->attrs : NULL);
+	open_known_size(o, j->have_attrs);
 	g_free(j);
 	o->fi.fh = (uint64_t)(uintptr_t)o->file;
 	node_add_file(o->fs, o->ino, o->file);
