@@ -68,6 +68,7 @@ struct rchunk {
 	uint8_t *data;
 	bool done, eof, dropped;
 	bool spent;            /* its EOF or error was given to a reader: ask again next time */
+	bool at_size;          /* it ends at the size the file had at open: EOF once all came */
 	int err;
 	struct file *f;
 };
@@ -85,8 +86,6 @@ struct ra {
 	unsigned gen;          /* the inode's generation the chunks were read at */
 	GQueue chunks;         /* struct rchunk, contiguous, in offset order */
 	GQueue readers;        /* struct rreq waiting for chunks */
-	bool size_known;       /* the file's size, as the attribute cache knows it */
-	uint64_t size;
 };
 
 /* ---- the set ------------------------------------------------------------ */
@@ -682,19 +681,26 @@ void file_release(struct file *f, fuse_req_t req)
 
 /* ---- reads -------------------------------------------------------------- */
 
-/* A short read that stops where the file's known size ends it is EOF
- * (under the lock). */
-static bool at_known_end(const struct ra *ra, uint64_t end)
-{
-	return ra->size_known && end == ra->size;
-}
-
-void file_size_hint(struct file *f, bool known, uint64_t size)
+void file_set_size(struct file *f, uint64_t size, double ttl)
 {
 	pthread_mutex_lock(&f->fl->lock);
-	f->ra->size_known = known;
-	f->ra->size = size;
+	if (f->fn && ttl > 0) {
+		f->size = size;
+		f->size_until = g_get_monotonic_time() + (int64_t)(ttl * G_USEC_PER_SEC);
+		f->size_gen = f->fn->gen;
+		f->size_ok = true;
+	}
 	pthread_mutex_unlock(&f->fl->lock);
+}
+
+/* Where the file ends, if the size from its open still holds. */
+static bool size_known_locked(const struct file *f, uint64_t *size)
+{
+	if (!f->size_ok || !f->fn || f->size_gen != f->fn->gen ||
+	    g_get_monotonic_time() >= f->size_until)
+		return false;
+	*size = f->size;
+	return true;
 }
 
 /* A read outside any stream: split into the server's maximum, all sent at
@@ -734,8 +740,11 @@ static void read_part_cb(void *arg, struct sftp_reply *r)
 			if (p->start < ro->eof_at)
 				ro->eof_at = p->start;
 		} else {
+			uint64_t known;
 			memcpy(ro->buf + p->start, data, n);
-			if (n < p->len && at_known_end(ro->f->ra, ro->off + p->start + n)) {
+			if (n < p->len && size_known_locked(ro->f, &known) &&
+			    ro->off + p->start + n == known) {
+				/* it ends where the file does: no READ to hear EOF */
 				if (p->start + n < ro->eof_at)
 					ro->eof_at = p->start + n;
 			} else if (n < p->len) {
@@ -942,12 +951,13 @@ static void chunk_cb(void *arg, struct sftp_reply *r)
 		} else {
 			memcpy(c->data, data, n);
 			c->got = n;
-			if (n < c->len && at_known_end(f->ra, c->off + n)) {
-				c->eof = true; /* it ends where its size says: no need to ask */
+			if (n == c->len && c->at_size) {
+				c->eof = true; /* the rest of the file, as known at open */
 			} else if (n < c->len && !c->dropped) {
 				/* short, not EOF: the rest is a chunk of its own */
 				GList *link = g_queue_find(&f->ra->chunks, c);
 				struct rchunk *rest = chunk_new_locked(f, c->off + n, c->len - n);
+				rest->at_size = c->at_size;
 				if (link)
 					g_queue_insert_after(&f->ra->chunks, link, rest);
 				else
@@ -1009,6 +1019,15 @@ void file_read(struct file *f, fuse_req_t req, size_t size, off_t off)
 		pthread_mutex_unlock(&fl->lock);
 		return;
 	}
+	uint64_t known = 0;
+	bool sized = size_known_locked(f, &known);
+	if (sized && o >= known) {
+		/* at or past the end the file had at open: EOF, no READ */
+		f->refs--;
+		pthread_mutex_unlock(&fl->lock);
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
 	struct ra *ra = f->ra;
 	GSList *redo = NULL;
 	bool stale = fn && ra->gen != fn->gen;
@@ -1039,12 +1058,14 @@ void file_read(struct file *f, fuse_req_t req, size_t size, off_t off)
 	last = g_queue_peek_tail(&ra->chunks);
 	uint64_t end = last ? last->off + last->len : o;
 	bool eof_seen = last && last->done && last->eof;
-	while (end < want && !eof_seen && !(ra->size_known && end >= ra->size && end >= o + size) &&
+	while (end < want && !eof_seen && !(sized && end >= known) &&
 	       (end < o + size || fl->ra_bytes + chunk <= RA_TOTAL_MAX)) {
-		struct rchunk *c = chunk_new_locked(f, end, chunk);
+		uint32_t len = sized && known - end <= chunk ? (uint32_t)(known - end) : chunk;
+		struct rchunk *c = chunk_new_locked(f, end, len);
+		c->at_size = sized && end + len == known;
 		g_queue_push_tail(&ra->chunks, c);
 		more = g_slist_prepend(more, c);
-		end += chunk;
+		end += len;
 	}
 	struct rreq *rr = g_new0(struct rreq, 1);
 	rr->f = f;

@@ -56,6 +56,13 @@ struct file {
 	bool known_mtime;       /* known.mtime is exact (no write since it was set) */
 	unsigned known_gen;
 	int64_t known_at;       /* g_get_monotonic_time() when learnt from the server */
+	/* The size the file had at open, as the attribute cache said: reads
+	 * may take it for EOF until size_until (monotonic) while nothing of
+	 * ours changed the inode (fnode's gen is still size_gen). */
+	uint64_t size;
+	int64_t size_until;
+	unsigned size_gen;
+	bool size_ok;
 };
 
 struct files *files_new(const struct files_config *cfg);
@@ -88,11 +95,10 @@ bool file_known(struct file *f, double max_age, struct fattr *a, bool *mtime_exa
 void file_setstat_behind(struct file *f, const struct sftp_attrs *set, const struct fattr *after,
 			 bool owner_only);
 
+/* The file's size as the cache knows it at open, valid ttl seconds more:
+ * a read that reaches it needs no READ past it to learn of EOF. */
+void file_set_size(struct file *f, uint64_t size, double ttl);
 void file_read(struct file *f, fuse_req_t req, size_t size, off_t off);
-/* The file's size as the attribute cache knows it now (known false: not
- * known): a short READ that ends there is EOF without asking again, and
- * nothing is read ahead past it. */
-void file_size_hint(struct file *f, bool known, uint64_t size);
 void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, off_t off);
 void file_flush(struct file *f, fuse_req_t req);
 void file_fsync(struct file *f, fuse_req_t req, int datasync);

@@ -899,7 +899,8 @@ static void setattr_done_cb(void *arg, struct sftp_reply *r)
 		stat_path(o->fs->c, o->path, attr_cb, o);
 }
 
-/* FSETSTAT and the FSTAT for the answer, sent together: one round trip. */
+/* (F)SETSTAT and the (F/L)STAT for the answer, sent together: one round
+ * trip (the server answers in order, so the attributes are those after). */
 struct fset_join {
 	struct op *o;
 	int left;
@@ -915,10 +916,15 @@ static void fset_join_done(struct fset_join *j)
 		setattr_done_cb(o, &(struct sftp_reply){ .type = SSH_FXP_STATUS, .err = set_err });
 		return;
 	}
+	if (o->path)
+		cache_invalidate(o->fs->cache, o->path);
 	if (stat_err) {
 		reply_err_free(o, stat_err);
 		return;
 	}
+	o->path2 = node_live_path(o->fs, o->ino);
+	if (o->path2)
+		cache_put_attrs(o->fs->cache, o->path2, &o->attrs, cache_gen(o->fs->cache));
 	ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
 }
 
@@ -938,6 +944,32 @@ static void fset_stat_cb(void *arg, struct sftp_reply *r)
 		fset_join_done(j);
 }
 
+/* Send m (a set of o's attributes) with the stat of the same file behind
+ * it, and answer from that stat. */
+static void setattr_send_joined(struct op *o, struct sftp_msg *m)
+{
+	struct fset_join *j = g_new0(struct fset_join, 1);
+	j->o = o;
+	j->left = 2;
+	sftp_submit(o->fs->c, m, fset_set_cb, j);
+	if (o->file)
+		stat_handle(o->fs->c, o->file->handle, o->file->hlen, fset_stat_cb, j);
+	else
+		stat_path(o->fs->c, o->path, fset_stat_cb, j);
+}
+
+/* LSETSTAT of o->path, with its LSTAT behind it: what is there need not be
+ * known first (a symlink keeps its target's attributes untouched, anything
+ * else is set as by SETSTAT). Times and owners only: a mode through
+ * lsetstat (fchmodat AT_SYMLINK_NOFOLLOW) needs /proc on the server. */
+static void setattr_lset(struct op *o)
+{
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_LSETSTAT);
+	wire_put_cstring(sftp_msg_buf(m), o->path);
+	attrs_put(sftp_msg_buf(m), &o->attrs.v3);
+	setattr_send_joined(o, m);
+}
+
 static void setattr_send(struct op *o)
 {
 	struct sftp_msg *m;
@@ -945,11 +977,7 @@ static void setattr_send(struct op *o)
 		m = sftp_msg_new(SSH_FXP_FSETSTAT);
 		wire_put_string(sftp_msg_buf(m), o->file->handle, o->file->hlen);
 		attrs_put(sftp_msg_buf(m), &o->attrs.v3);
-		struct fset_join *j = g_new0(struct fset_join, 1);
-		j->o = o;
-		j->left = 2;
-		sftp_submit(o->fs->c, m, fset_set_cb, j);
-		stat_handle(o->fs->c, o->file->handle, o->file->hlen, fset_stat_cb, j);
+		setattr_send_joined(o, m);
 		return;
 	} else if (S_ISLNK(o->mode) && (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT) &&
 		   !(o->attrs.v3.flags & SSH_FILEXFER_ATTR_SIZE)) {
@@ -961,6 +989,12 @@ static void setattr_send(struct op *o)
 		wire_put_cstring(sftp_msg_buf(m), o->path);
 	}
 	attrs_put(sftp_msg_buf(m), &o->attrs.v3);
+	if (!o->have_cur) {
+		/* the attributes before came from our cache: the answer is
+		 * what an LSTAT right behind says (one round trip, not two) */
+		setattr_send_joined(o, m);
+		return;
+	}
 	sftp_submit(o->fs->c, m, setattr_done_cb, o);
 }
 
@@ -1187,6 +1221,12 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		struct fattr cur;
 		if (!o->file && cache_get_attrs(o->fs->cache, o->path, &cur, NULL) == CACHE_HIT) {
 			setattr_with_current(o, &cur, false);
+			return;
+		}
+		if (!o->file && !half_owner && !half_time && (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) == 0 &&
+		    (sftp_client_exts(o->fs->c) & SFTP_HAS_LSETSTAT)) {
+			/* tar setting a directory's times at the end */
+			setattr_lset(o);
 			return;
 		}
 		if (o->file)
@@ -1709,6 +1749,20 @@ struct open_join {
 	uint32_t open_status;
 };
 
+/* The size the cache knows (what the kernel was told too): a read that
+ * reaches it is at EOF without asking the server (cat: one READ, not two). */
+static void open_known_size(struct op *o, bool fresh)
+{
+	struct fattr a = o->attrs;
+	double ttl = o->fs->cfg.cache.stat_timeout;
+	if ((o->flags & O_TRUNC) || !cache_enabled(o->fs->cache) ||
+	    (!fresh && cache_get_attrs(o->fs->cache, o->path, &a, &ttl) != CACHE_HIT) ||
+	    !(a.v3.flags & SSH_FILEXFER_ATTR_SIZE) || !(a.v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ||
+	    !S_ISREG(a.v3.perm))
+		return;
+	file_set_size(o->file, a.v3.size, ttl);
+}
+
 static void open_done(struct open_join *j)
 {
 	struct op *o = j->o;
@@ -1750,6 +1804,7 @@ static void open_done(struct open_join *j)
 	if (j->have_attrs) /* fresh from the server: what stat shows from now on */
 		cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 	o->fi.keep_cache = keep_cache(o->fs, o->ino, j->have_attrs ? &o->attrs : NULL);
+	open_known_size(o, j->have_attrs);
 	g_free(j);
 	o->fi.fh = (uint64_t)(uintptr_t)o->file;
 	node_add_file(o->fs, o->ino, o->file);
@@ -1923,15 +1978,7 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fs *fs = fuse_req_userdata(req);
-	struct fattr a;
-	bool known = false;
-	char *path = cache_enabled(fs->cache) ? node_live_path(fs, ino) : NULL;
-	if (path && cache_get_attrs(fs->cache, path, &a, NULL) == CACHE_HIT &&
-	    (a.v3.flags & SSH_FILEXFER_ATTR_SIZE))
-		known = true;
-	g_free(path);
-	file_size_hint(file_of(fi), known, known ? a.v3.size : 0);
+	(void)ino;
 	file_read(file_of(fi), req, size, off);
 }
 
@@ -3338,50 +3385,53 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	stat_path_follow(o->fs->c, o->path, access_cb, o);
 }
 
-/* copy_file_range through copy-data: the length is clamped to the source's
- * size first, so that the count returned is exact. */
+/* copy_file_range through copy-data: an FSTAT of the source and the copy
+ * (of as much as is asked: the server stops at EOF) go together, one round
+ * trip; the server answers in order, so the size the FSTAT gives is what
+ * the copy met, and the count returned is exact. */
 struct copy_op {
 	fuse_req_t req;
 	struct fs *fs;
 	struct file *in, *out;
 	uint64_t off_in, off_out, len;
+	int left;
+	int stat_err, copy_err;
+	uint64_t size;
 };
+
+static void copy_join(struct copy_op *co)
+{
+	if (__atomic_sub_fetch(&co->left, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	files_changed(co->fs->files, co->out->ino);
+	int err = co->copy_err ? co->copy_err : co->stat_err;
+	if (err)
+		fuse_reply_err(co->req, err);
+	else
+		fuse_reply_write(co->req, co->off_in >= co->size ? 0 :
+					  co->len < co->size - co->off_in ? co->len :
+					  co->size - co->off_in);
+	g_free(co);
+}
 
 static void copy_done_cb(void *arg, struct sftp_reply *r)
 {
 	struct copy_op *co = arg;
-	files_changed(co->fs->files, co->out->ino);
-	if (r->err)
-		fuse_reply_err(co->req, reply_errno(r));
-	else
-		fuse_reply_write(co->req, co->len);
-	g_free(co);
+	/* EOF: the source ended before the length asked, as expected */
+	if (r->err && !(r->type == SSH_FXP_STATUS && r->status == SSH_FX_EOF))
+		co->copy_err = reply_errno(r);
+	copy_join(co);
 }
 
 static void copy_fstat_cb(void *arg, struct sftp_reply *r)
 {
 	struct copy_op *co = arg;
 	struct fattr a;
-	if (r->err || reply_fattr(r, &a) || !(a.v3.flags & SSH_FILEXFER_ATTR_SIZE)) {
-		fuse_reply_err(co->req, r->err ? reply_errno(r) : EIO);
-		g_free(co);
-		return;
-	}
-	if (co->off_in >= a.v3.size) {
-		fuse_reply_write(co->req, 0);
-		g_free(co);
-		return;
-	}
-	if (co->len > a.v3.size - co->off_in)
-		co->len = a.v3.size - co->off_in;
-	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_COPY_DATA);
-	struct wire_buf *b = sftp_msg_buf(m);
-	wire_put_string(b, co->in->handle, co->in->hlen);
-	wire_put_u64(b, co->off_in);
-	wire_put_u64(b, co->len);
-	wire_put_string(b, co->out->handle, co->out->hlen);
-	wire_put_u64(b, co->off_out);
-	sftp_submit(co->out->c, m, copy_done_cb, co);
+	if (r->err || reply_fattr(r, &a) || !(a.v3.flags & SSH_FILEXFER_ATTR_SIZE))
+		co->stat_err = r->err ? reply_errno(r) : EIO;
+	else
+		co->size = a.v3.size;
+	copy_join(co);
 }
 
 static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
@@ -3393,6 +3443,10 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	cache_changed_ino(fs, ino_out);
 	if (flags != 0) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (len == 0) { /* (a length of 0 asks copy-data for everything) */
+		fuse_reply_write(req, 0);
 		return;
 	}
 	/* copy-data needs both handles on one connection; else the kernel
@@ -3410,8 +3464,17 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	co->off_in = (uint64_t)off_in;
 	co->off_out = (uint64_t)off_out;
 	co->len = len;
+	co->left = 2;
 	files_changed(fs->files, co->out->ino);
 	stat_handle(co->in->c, co->in->handle, co->in->hlen, copy_fstat_cb, co);
+	struct sftp_msg *m = sftp_msg_new_ext(SFTP_EXT_COPY_DATA);
+	struct wire_buf *b = sftp_msg_buf(m);
+	wire_put_string(b, co->in->handle, co->in->hlen);
+	wire_put_u64(b, co->off_in);
+	wire_put_u64(b, co->len);
+	wire_put_string(b, co->out->handle, co->out->hlen);
+	wire_put_u64(b, co->off_out);
+	sftp_submit(co->out->c, m, copy_done_cb, co);
 }
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)

@@ -478,11 +478,36 @@ class Mount:
         if self.pid is not None and self.exit_status is None:
             # (under a wrapper such as valgrind, exiting takes longer)
             limit = timeout or (120.0 if WRAPPER else 30.0)
-            self.exit_status = wait_pid(self.pid, limit)
+            try:
+                self.exit_status = wait_pid(self.pid, limit)
+            except AssertionError as e:
+                raise AssertionError(f"{e}; processes of other mount namespaces that still "
+                                     f"hold {self.path}: {namespace_holders(self.path)}") from None
         return self.exit_status
 
     def __repr__(self):
         return f"Mount({self.who.name}, {self.server}, {self.path})"
+
+
+def namespace_holders(path):
+    """{mount namespace: (pid, command)} of processes outside ours whose
+    namespace still has a copy of the mount at path (made by unshare -m or
+    clone while it existed: the FUSE connection lives on there after our
+    unmount, and so does the daemon)."""
+    ours = os.readlink("/proc/self/ns/mnt")
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ns = os.readlink(f"/proc/{pid}/ns/mnt")
+            if ns == ours or ns in found:
+                continue
+            with open(f"/proc/{pid}/mountinfo") as f:
+                if any(_unescape_mountinfo(l.split()[4]) == str(path) for l in f):
+                    with open(f"/proc/{pid}/cmdline", "rb") as c:
+                        found[ns] = (pid, c.read(120).replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass
+    return found
 
 
 def run_as_cmd(account, argv, **kw):

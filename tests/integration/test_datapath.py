@@ -617,3 +617,82 @@ def test_copy_file_range_counts_exactly(mnt):
         assert (e / "dst2").read_bytes() == b"g" * 3000
         return True
     assert mnt.run(body)
+
+
+def test_copy_file_range_counts_what_the_server_has(mnt):
+    """The source changed on the server after its size was cached (lookup,
+    open): the count copy_file_range returns is what was copied. Grown: the
+    kernel asks for no more than the size it knows, and gets that much.
+    Shrunk: the copy ends at the server's end, and so does the count."""
+    def body(m, e):
+        for name, before, after in (("grown", b"a" * 1000, b"a" * 1000 + b"b" * 5000),
+                                    ("shrunk", b"c" * 6000, b"c" * 1000)):
+            (e / name).write_bytes(before)
+            assert os.stat(m / name).st_size == len(before)
+            fi = os.open(m / name, os.O_RDONLY)
+            fo = os.open(m / (name + ".copy"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                (e / name).write_bytes(after)
+                n = os.copy_file_range(fi, fo, 1 << 30, 0, 0)
+            finally:
+                os.close(fi)
+                os.close(fo)
+            assert n == min(len(before), len(after)), name
+            assert (e / (name + ".copy")).read_bytes() == after[:n], name
+        return True
+    assert mnt.run(body)
+
+
+def test_small_file_read_sends_one_read(menv, tmp_path):
+    """A small file whose size the open knows (the lookup's attributes): one
+    READ of exactly that size, no second READ to hear of EOF, and a read at
+    that size is EOF without a request."""
+    from test_cache import DebugMount  # hashi -d: its log counts the requests
+    dm = DebugMount(menv, tmp_path)
+    try:
+        data = os.urandom(3000)
+        (dm.export / "s").write_bytes(data)
+        assert os.stat(dm.path / "s").st_size == 3000
+        dm.requests()
+        fd = os.open(dm.path / "s", os.O_RDONLY)
+        try:
+            assert os.read(fd, 65536) == data
+            assert os.read(fd, 65536) == b""
+            assert os.pread(fd, 100, 3000) == b""
+        finally:
+            os.close(fd)
+        assert dm.requests().get("READ", 0) == 1
+        assert re.search(r"-> READ handle \S+ offset 0 length 3000\b", dm.log())
+    finally:
+        dm.close()
+
+
+@pytest.mark.parametrize("server", ["openssh", "hashi"])
+def test_read_at_cached_size_sees_growth_once_it_expires(menv, server):
+    """The size an open took from the cache means EOF only while the cache
+    may be believed: after dcache_timeout, a read at that size on the same
+    descriptor gets what the server appended since."""
+    m = menv.mount("root", server, opts=["dcache_timeout=1"])
+    try:
+        def body(mp, e):
+            (e / "g").write_bytes(b"a" * 3000)
+            assert os.stat(mp / "g").st_size == 3000
+            fd = os.open(mp / "g", os.O_RDONLY)
+            try:
+                assert os.read(fd, 65536) == b"a" * 3000
+                with open(e / "g", "ab") as f:
+                    f.write(b"b" * 2000)
+                got = []
+
+                def grown():
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    got[:] = [os.pread(fd, 65536, 3000)]
+                    return got[0] != b""
+                _wait_for(grown, "the appended bytes at the old size", 30)
+                assert got[0] == b"b" * 2000
+            finally:
+                os.close(fd)
+            return True
+        assert m.run(body)
+    finally:
+        unmount_ok(m)

@@ -616,6 +616,49 @@ def test_touch_h_symlink(mnt):
     mnt.run(body)
 
 
+def test_setattr_answers_with_the_servers_attributes(mnt):
+    """A setattr whose "before" came from the cache is answered with what the
+    server has after it (a stat sent right behind the SETSTAT), not with the
+    cache's copy of the rest: here the file grew on the server meanwhile."""
+    def body(m, e):
+        (m / "f").write_bytes(b"1")
+        assert os.stat(m / "f").st_size == 1  # now in the cache
+        (e / "f").write_bytes(b"12345")
+        os.chmod(m / "f", 0o600)
+        st = os.stat(m / "f")  # (the kernel keeps what the setattr answered)
+        assert (st.st_size, stat.S_IMODE(st.st_mode)) == (5, 0o600)
+        os.utime(m / "f", (11, 12))
+        st = os.stat(m / "f")
+        assert (st.st_size, st.st_atime, st.st_mtime) == (5, 11, 12)
+        assert (os.stat(e / "f").st_atime, os.stat(e / "f").st_mtime) == (11, 12)
+    mnt.run(body)
+
+
+def test_times_of_unknown_dir_and_link(mnt_nocache):
+    """With nothing known of what a path is (cache=no; tar setting a
+    directory's times at the end), times go by lsetstat with the stat for the
+    answer behind them: a directory gets them, a symlink keeps them to itself
+    and its target keeps its own."""
+    def body(m, e):
+        os.mkdir(m / "d")
+        (m / "d" / "x").write_text("x")
+        os.utime(m / "d", (21, 22))
+        assert (os.stat(m / "d").st_atime, os.stat(m / "d").st_mtime) == (21, 22)
+        assert (os.stat(e / "d").st_atime, os.stat(e / "d").st_mtime) == (21, 22)
+        os.utime(e / "d", (1_000_000_000, 1_000_000_000))
+        os.symlink("d", e / "l")
+        os.utime(m / "l", (31, 32), follow_symlinks=False)
+        assert (os.lstat(m / "l").st_atime, os.lstat(m / "l").st_mtime) == (31, 32)
+        assert (os.lstat(e / "l").st_atime, os.lstat(e / "l").st_mtime) == (31, 32)
+        assert os.stat(e / "d").st_mtime == 1_000_000_000
+        os.utime(m / "l", (41, 42))  # following it: the directory's
+        assert os.stat(e / "d").st_mtime == 42
+        assert os.lstat(e / "l").st_mtime == 32
+        os.chown(m / "d", os.stat(e / "d").st_uid, os.stat(e / "d").st_gid)
+        assert os.stat(e / "d").st_mtime == 42
+    mnt_nocache.run(body)
+
+
 # --------------------------------------------------------------------------
 # names
 
