@@ -2471,6 +2471,12 @@ static void dir_opendir_cb(void *arg, struct sftp_reply *r)
 	pthread_mutex_unlock(&d->lock);
 	if (o) {
 		if (err) {
+			/* no handle for the kernel: its reference goes (never
+			 * the last: the OPENDIR's is ours until below) */
+			pthread_mutex_lock(&d->lock);
+			d->released = true;
+			d->refs--;
+			pthread_mutex_unlock(&d->lock);
 			reply_err_free(o, err);
 		} else {
 			o->fi.fh = (uint64_t)(uintptr_t)d;
