@@ -360,8 +360,13 @@ class Env:
                                                  SFTP_SERVER))
             # Its own mount namespace, made before any mount of ours: the
             # server never resolves a path into our FUSE mounts (TESTING.md's
-            # loopback deadlock) and holds none of them open.
-            r = subprocess.run(["unshare", "-m", "--propagation", "private", SSHD, "-f", cfg,
+            # loopback deadlock) and holds none of them open. FUSE mounts
+            # that exist (another session's) are detached from its copy, so
+            # that they do not outlive their unmount there.
+            detach = ("awk '$3 ~ /^fuse($|\\.|blk)/ {print $2}' /proc/self/mounts | while read -r m;"
+                      " do umount -l \"$(printf '%b' \"$m\")\" 2>/dev/null; done")
+            r = subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                                detach + '; exec "$0" "$@"', SSHD, "-f", cfg,
                                 "-E", self.sshd_log], capture_output=True, text=True)
             if r.returncode != 0:
                 last = r.stderr
