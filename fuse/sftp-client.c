@@ -36,7 +36,8 @@
 struct sftp_msg {
 	struct wire_buf buf;  /* as the caller built it (our handles) */
 	struct wire_buf out;  /* as it goes on the wire (the server's handles) */
-	size_t sent;          /* bytes of out already written (I/O thread) */
+	size_t tail_len;      /* then the last tail_len bytes of buf, not copied (a WRITE's data) */
+	size_t sent;          /* bytes of out and the tail already written (I/O thread) */
 	struct sftp_msg *next;
 	bool in_w;            /* in the write list */
 };
@@ -597,8 +598,13 @@ static int handle_offsets(const struct wire_buf *b, size_t *off, int max)
 	return 0;
 }
 
-/* Build m->out from m->buf with the server's handles in place of ours.
- * Returns 0, or an errno when one of our handles has no server handle now. */
+/* A rest of buf longer than this goes on the wire from buf itself, not
+ * copied into out (a WRITE's data). */
+#define TAIL_MIN 4096
+
+/* Build m->out from m->buf with the server's handles in place of ours: out,
+ * then buf's last tail_len bytes, are the packet. Returns 0, or an errno when
+ * one of our handles has no server handle now. */
 static int translate(struct sftp_client *c, struct sftp_msg *m)
 {
 	size_t offs[2];
@@ -608,6 +614,7 @@ static int translate(struct sftp_client *c, struct sftp_msg *m)
 
 	wire_buf_reset(&m->out);
 	m->sent = 0;
+	m->tail_len = 0;
 	for (int i = 0; i < n; i++) {
 		if (offs[i] + 4 > len)
 			break;
@@ -624,9 +631,30 @@ static int translate(struct sftp_client *c, struct sftp_msg *m)
 			abort();
 		pos = offs[i] + 4 + hl;
 	}
+	if (len - pos > TAIL_MIN) {
+		m->tail_len = len - pos;
+		size_t total = wire_buf_len(&m->out) + m->tail_len - 4;
+		if (wire_buf_len(&m->out) < 4 || total > UINT32_MAX)
+			abort();
+		wire_poke_u32(&m->out, 0, (uint32_t)total);
+		return 0;
+	}
 	if (wire_put_bytes(&m->out, src + pos, len - pos) || wire_packet_end(&m->out, 0))
 		abort();
 	return 0;
+}
+
+/* The packet's bytes from m->sent on that are in one piece, and how many. */
+static const uint8_t *msg_unsent(const struct sftp_msg *m, size_t *n)
+{
+	size_t olen = wire_buf_len(&m->out);
+	if (m->sent < olen) {
+		*n = olen - m->sent;
+		return wire_buf_ptr(&m->out) + m->sent;
+	}
+	size_t tsent = m->sent - olen;
+	*n = m->tail_len - tsent;
+	return wire_buf_ptr(&m->buf) + wire_buf_len(&m->buf) - m->tail_len + tsent;
 }
 
 static void w_append(struct sftp_client *c, struct sftp_msg *m)
@@ -1018,8 +1046,9 @@ static int pump(struct sftp_client *c)
 
 	while (c->w_head) {
 		struct sftp_msg *m = c->w_head;
-		size_t left = wire_buf_len(&m->out) - m->sent;
-		ssize_t n = t->ops->write(t, wire_buf_ptr(&m->out) + m->sent, left);
+		size_t left;
+		const uint8_t *from = msg_unsent(m, &left);
+		ssize_t n = t->ops->write(t, from, left);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
@@ -1036,7 +1065,7 @@ static int pump(struct sftp_client *c)
 		}
 		m->sent += (size_t)n;
 		c->bytes_sent += (uint64_t)n;
-		if (m->sent == wire_buf_len(&m->out)) {
+		if (m->sent == wire_buf_len(&m->out) + m->tail_len) {
 			c->w_head = m->next;
 			if (!c->w_head)
 				c->w_tail = NULL;
