@@ -166,17 +166,78 @@ bool sftp_client_alive(const struct sftp_client *c)
 	return !__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE);
 }
 
-struct sftp_msg *sftp_msg_new(uint8_t type)
+/* Freed buffers of big messages (WRITEs), kept for the next ones: fresh
+ * memory of that size is fresh pages, which the kernel faults in and zeroes
+ * at a cost above that of the copy into them. A few suffice: in a stream of
+ * writes, each reply frees one as the next write takes one. */
+#define POOL_MIN (64 * 1024)
+#define POOL_MAX 16
+#define POOL_BYTES (4u << 20)
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { uint8_t *data; size_t cap; } pool[POOL_MAX];
+static unsigned pool_n;
+static size_t pool_bytes;
+
+/* A buffer of at least size bytes (but not wastefully more), or NULL. */
+static uint8_t *pool_take(size_t size, size_t *cap)
+{
+	uint8_t *p = NULL;
+	pthread_mutex_lock(&pool_lock);
+	for (unsigned i = pool_n; i-- > 0;) {
+		if (pool[i].cap >= size && pool[i].cap / 2 < size) {
+			p = pool[i].data;
+			*cap = pool[i].cap;
+			pool_bytes -= pool[i].cap;
+			pool[i] = pool[--pool_n];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&pool_lock);
+	return p;
+}
+
+static void pool_give(struct wire_buf *b)
+{
+	size_t cap;
+	uint8_t *p = wire_buf_steal(b, &cap);
+	if (p && cap >= POOL_MIN) {
+		pthread_mutex_lock(&pool_lock);
+		if (pool_n < POOL_MAX && pool_bytes + cap <= POOL_BYTES) {
+			pool[pool_n].data = p;
+			pool[pool_n].cap = cap;
+			pool_n++;
+			pool_bytes += cap;
+			p = NULL;
+		}
+		pthread_mutex_unlock(&pool_lock);
+	}
+	free(p);
+}
+
+/* A message whose body will be about size bytes. */
+static struct sftp_msg *msg_new_sized(uint8_t type, size_t size)
 {
 	struct sftp_msg *m = calloc(1, sizeof(*m));
 	size_t mark;
 	if (!m)
 		abort();
 	wire_buf_init(&m->buf, 0);
+	if (size >= POOL_MIN) {
+		size_t cap = size;
+		uint8_t *p = pool_take(size, &cap);
+		if (!p && !(p = malloc(size)))
+			abort();
+		wire_buf_init_mem(&m->buf, p, cap, 0);
+	}
 	wire_buf_init(&m->out, 0);
 	if (wire_packet_begin(&m->buf, type, &mark) || wire_put_u32(&m->buf, 0))
 		abort();
 	return m;
+}
+
+struct sftp_msg *sftp_msg_new(uint8_t type)
+{
+	return msg_new_sized(type, 0);
 }
 
 struct sftp_msg *sftp_msg_new_ext(const char *ext_name)
@@ -193,7 +254,7 @@ void sftp_msg_free(struct sftp_msg *m)
 {
 	if (!m)
 		return;
-	wire_buf_free(&m->buf);
+	pool_give(&m->buf);
 	wire_buf_free(&m->out);
 	free(m);
 }
@@ -1954,7 +2015,8 @@ void sftp_read_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint6
 void sftp_write_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint64_t off,
 		    const void *data, uint32_t len, sftp_cb cb, void *arg)
 {
-	struct sftp_msg *m = sftp_msg_new(SSH_FXP_WRITE);
+	/* length, type, id, handle, offset, data */
+	struct sftp_msg *m = msg_new_sized(SSH_FXP_WRITE, 4 + 1 + 4 + 4 + (size_t)hlen + 8 + 4 + len);
 	put_or_die(wire_put_string(&m->buf, h, hlen));
 	put_or_die(wire_put_u64(&m->buf, off));
 	put_or_die(wire_put_string(&m->buf, data, len));
