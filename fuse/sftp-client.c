@@ -2015,12 +2015,18 @@ void sftp_read_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint6
 void sftp_write_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint64_t off,
 		    const void *data, uint32_t len, sftp_cb cb, void *arg)
 {
+	sftp_submit(c, sftp_write_msg(h, hlen, off, data, len), cb, arg);
+}
+
+struct sftp_msg *sftp_write_msg(const uint8_t *h, uint32_t hlen, uint64_t off, const void *data,
+				uint32_t len)
+{
 	/* length, type, id, handle, offset, data */
 	struct sftp_msg *m = msg_new_sized(SSH_FXP_WRITE, 4 + 1 + 4 + 4 + (size_t)hlen + 8 + 4 + len);
 	put_or_die(wire_put_string(&m->buf, h, hlen));
 	put_or_die(wire_put_u64(&m->buf, off));
 	put_or_die(wire_put_string(&m->buf, data, len));
-	sftp_submit(c, m, cb, arg);
+	return m;
 }
 
 int sftp_reply_attrs(struct sftp_reply *r, struct sftp_attrs *a)
