@@ -660,8 +660,12 @@ static int handle_offsets(const struct wire_buf *b, size_t *off, int max)
 }
 
 /* A rest of buf longer than this goes on the wire from buf itself, not
- * copied into out (a WRITE's data). */
+ * copied into out (a WRITE's data)... */
 #define TAIL_MIN 4096
+/* ...but for what fills out to this: the first write to the transport is
+ * as big as an SSH channel packet of libssh2's (32700 bytes), so the few
+ * bytes before the data do not go in a packet of their own. */
+#define OUT_FIRST 32700
 
 /* Build m->out from m->buf with the server's handles in place of ours: out,
  * then buf's last tail_len bytes, are the packet. Returns 0, or an errno when
@@ -693,6 +697,14 @@ static int translate(struct sftp_client *c, struct sftp_msg *m)
 		pos = offs[i] + 4 + hl;
 	}
 	if (len - pos > TAIL_MIN) {
+		size_t head = 0;
+		if (wire_buf_len(&m->out) < OUT_FIRST)
+			head = OUT_FIRST - wire_buf_len(&m->out);
+		if (head > len - pos - TAIL_MIN)
+			head = len - pos - TAIL_MIN;
+		if (wire_put_bytes(&m->out, src + pos, head))
+			abort();
+		pos += head;
 		m->tail_len = len - pos;
 		size_t total = wire_buf_len(&m->out) + m->tail_len - 4;
 		if (wire_buf_len(&m->out) < 4 || total > UINT32_MAX)
