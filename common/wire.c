@@ -136,6 +136,21 @@ void wire_buf_free(struct wire_buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
+void wire_buf_init_mem(struct wire_buf *b, uint8_t *data, size_t cap, size_t max)
+{
+	wire_buf_init(b, max);
+	b->data = data;
+	b->cap = data ? cap : 0;
+}
+
+uint8_t *wire_buf_steal(struct wire_buf *b, size_t *cap)
+{
+	uint8_t *p = b->data;
+	*cap = b->cap;
+	memset(b, 0, sizeof(*b));
+	return p;
+}
+
 void wire_buf_reset(struct wire_buf *b)
 {
 	b->start = b->end = 0;

@@ -59,6 +59,10 @@ struct wire_buf {
 
 void wire_buf_init(struct wire_buf *b, size_t max);
 void wire_buf_free(struct wire_buf *b);
+/* Start b, empty, on data: cap bytes from malloc, which b owns from now. */
+void wire_buf_init_mem(struct wire_buf *b, uint8_t *data, size_t cap, size_t max);
+/* Take b's memory (for reuse; its size in *cap) and leave b as freed. */
+uint8_t *wire_buf_steal(struct wire_buf *b, size_t *cap);
 static inline size_t wire_buf_len(const struct wire_buf *b) { return b->end - b->start; }
 static inline uint8_t *wire_buf_ptr(const struct wire_buf *b) { return b->data ? b->data + b->start : NULL; }
 void wire_buf_reset(struct wire_buf *b);

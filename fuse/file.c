@@ -47,7 +47,9 @@ struct wop {
 	fuse_req_t parked_req; /* a parked write-behind: answered when it is sent */
 	uint64_t off;
 	size_t size;
-	char *data;            /* a parked write's copy of the bytes */
+	struct sftp_msg **msgs; /* a parked write's requests, built (the bytes copied) */
+	uint32_t chunk;        /* bytes per request (the last one: the rest) */
+	unsigned nparts;       /* requests it is sent as */
 	unsigned parts;        /* requests not yet answered */
 	int err;
 };
@@ -331,12 +333,6 @@ static GSList *idle_waiters_locked(struct file *f)
 
 /* ---- write-behind ------------------------------------------------------- */
 
-static unsigned parts_of(const struct file *f, size_t size)
-{
-	uint32_t chunk = sftp_client_max_write(f->c);
-	return (unsigned)((size + chunk - 1) / chunk);
-}
-
 static bool room_locked(struct files *fl, struct fnode *fn, unsigned parts, size_t size)
 {
 	bool node_ok = fn->reqs == 0 || (fn->reqs + parts <= fl->cfg.wb_file_reqs &&
@@ -367,10 +363,10 @@ static GSList *unpark_locked(struct files *fl)
 		struct fnode *fn = l->data;
 		struct wop *w;
 		while ((w = g_queue_peek_head(&fn->parked)) &&
-		       room_locked(fl, fn, parts_of(w->f, w->size), w->size)) {
+		       room_locked(fl, fn, w->nparts, w->size)) {
 			g_queue_pop_head(&fn->parked);
 			w->f->parked--;
-			account_locked(w, parts_of(w->f, w->size));
+			account_locked(w, w->nparts);
 			go = g_slist_prepend(go, w);
 		}
 		if (fn->parked.length == 0) {
@@ -384,25 +380,40 @@ static GSList *unpark_locked(struct files *fl)
 
 static void wpart_cb(void *arg, struct sftp_reply *r);
 
-/* Send w's requests (w is accounted). The kernel's answer for a
- * write-behind goes after them, so that nothing the kernel sends next can
- * overtake them. */
-static void wop_send(struct wop *w, const char *buf)
+/* w's w->nparts requests, built from buf (copied into them), not sent. */
+static struct sftp_msg **wop_build(const struct wop *w, const char *buf)
+{
+	const struct file *f = w->f;
+	uint32_t chunk = w->chunk;
+	struct sftp_msg **m = g_new(struct sftp_msg *, w->nparts);
+	size_t start = 0;
+	for (unsigned i = 0; i < w->nparts; i++, start += chunk) {
+		uint32_t len = w->size - start < chunk ? (uint32_t)(w->size - start) : chunk;
+		m[i] = sftp_write_msg(f->handle, f->hlen, w->off + start, buf + start, len);
+	}
+	return m;
+}
+
+/* Send w's requests (w is accounted; m from wop_build, freed here). The
+ * kernel's answer for a write-behind goes after them, so that nothing the
+ * kernel sends next can overtake them. */
+static void wop_submit(struct wop *w, struct sftp_msg **m)
 {
 	struct file *f = w->f;
-	uint64_t off = w->off;
 	size_t size = w->size;
+	unsigned n = w->nparts;
+	uint32_t chunk = w->chunk;
 	fuse_req_t answer = w->parked_req;
-	uint32_t chunk = sftp_client_max_write(f->c);
 	w->parked_req = NULL;
-	for (size_t start = 0; start < size; start += chunk) {
+	size_t start = 0;
+	for (unsigned i = 0; i < n; i++, start += chunk) {
 		struct wpart *p = g_new(struct wpart, 1);
 		p->w = w;
 		p->len = size - start < chunk ? size - start : chunk;
 		/* w may be freed once its last part is answered: only locals here */
-		sftp_write_req(f->c, f->handle, f->hlen, off + start, buf + start, (uint32_t)p->len,
-			       wpart_cb, p);
+		sftp_submit(f->c, m[i], wpart_cb, p);
 	}
+	g_free(m);
 	if (answer)
 		fuse_reply_write(answer, size);
 }
@@ -411,10 +422,9 @@ static void send_unparked(GSList *go)
 {
 	for (GSList *l = go; l; l = l->next) {
 		struct wop *w = l->data;
-		char *data = w->data;
-		w->data = NULL;
-		wop_send(w, data);
-		g_free(data);
+		struct sftp_msg **m = w->msgs;
+		w->msgs = NULL;
+		wop_submit(w, m);
 	}
 	g_slist_free(go);
 }
@@ -471,7 +481,9 @@ void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, of
 	w->f = f;
 	w->off = (uint64_t)off;
 	w->size = size;
-	unsigned parts = parts_of(f, size);
+	w->chunk = sftp_client_max_write(f->c);
+	unsigned parts = (unsigned)((size + w->chunk - 1) / w->chunk);
+	w->nparts = parts;
 
 	pthread_mutex_lock(&fl->lock);
 	struct fnode *fn = f->fn;
@@ -500,7 +512,7 @@ void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, of
 		w->parked_req = req;
 	if (fn->parked.length || !room_locked(fl, fn, parts, size)) {
 		/* over the bound: answered when acknowledgements make room */
-		w->data = g_memdup2(buf, size);
+		w->msgs = wop_build(w, buf);
 		g_queue_push_tail(&fn->parked, w);
 		f->parked++;
 		if (!fn->blocked) {
@@ -512,7 +524,7 @@ void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, of
 	}
 	account_locked(w, parts);
 	pthread_mutex_unlock(&fl->lock);
-	wop_send(w, buf);
+	wop_submit(w, wop_build(w, buf));
 }
 
 /* ---- attributes this open knows ----------------------------------------- */

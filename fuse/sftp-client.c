@@ -36,7 +36,8 @@
 struct sftp_msg {
 	struct wire_buf buf;  /* as the caller built it (our handles) */
 	struct wire_buf out;  /* as it goes on the wire (the server's handles) */
-	size_t sent;          /* bytes of out already written (I/O thread) */
+	size_t tail_len;      /* then the last tail_len bytes of buf, not copied (a WRITE's data) */
+	size_t sent;          /* bytes of out and the tail already written (I/O thread) */
 	struct sftp_msg *next;
 	bool in_w;            /* in the write list */
 };
@@ -165,17 +166,78 @@ bool sftp_client_alive(const struct sftp_client *c)
 	return !__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE);
 }
 
-struct sftp_msg *sftp_msg_new(uint8_t type)
+/* Freed buffers of big messages (WRITEs), kept for the next ones: fresh
+ * memory of that size is fresh pages, which the kernel faults in and zeroes
+ * at a cost above that of the copy into them. A few suffice: in a stream of
+ * writes, each reply frees one as the next write takes one. */
+#define POOL_MIN (64 * 1024)
+#define POOL_MAX 16
+#define POOL_BYTES (4u << 20)
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { uint8_t *data; size_t cap; } pool[POOL_MAX];
+static unsigned pool_n;
+static size_t pool_bytes;
+
+/* A buffer of at least size bytes (but not wastefully more), or NULL. */
+static uint8_t *pool_take(size_t size, size_t *cap)
+{
+	uint8_t *p = NULL;
+	pthread_mutex_lock(&pool_lock);
+	for (unsigned i = pool_n; i-- > 0;) {
+		if (pool[i].cap >= size && pool[i].cap / 2 < size) {
+			p = pool[i].data;
+			*cap = pool[i].cap;
+			pool_bytes -= pool[i].cap;
+			pool[i] = pool[--pool_n];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&pool_lock);
+	return p;
+}
+
+static void pool_give(struct wire_buf *b)
+{
+	size_t cap;
+	uint8_t *p = wire_buf_steal(b, &cap);
+	if (p && cap >= POOL_MIN) {
+		pthread_mutex_lock(&pool_lock);
+		if (pool_n < POOL_MAX && pool_bytes + cap <= POOL_BYTES) {
+			pool[pool_n].data = p;
+			pool[pool_n].cap = cap;
+			pool_n++;
+			pool_bytes += cap;
+			p = NULL;
+		}
+		pthread_mutex_unlock(&pool_lock);
+	}
+	free(p);
+}
+
+/* A message whose body will be about size bytes. */
+static struct sftp_msg *msg_new_sized(uint8_t type, size_t size)
 {
 	struct sftp_msg *m = calloc(1, sizeof(*m));
 	size_t mark;
 	if (!m)
 		abort();
 	wire_buf_init(&m->buf, 0);
+	if (size >= POOL_MIN) {
+		size_t cap = size;
+		uint8_t *p = pool_take(size, &cap);
+		if (!p && !(p = malloc(size)))
+			abort();
+		wire_buf_init_mem(&m->buf, p, cap, 0);
+	}
 	wire_buf_init(&m->out, 0);
 	if (wire_packet_begin(&m->buf, type, &mark) || wire_put_u32(&m->buf, 0))
 		abort();
 	return m;
+}
+
+struct sftp_msg *sftp_msg_new(uint8_t type)
+{
+	return msg_new_sized(type, 0);
 }
 
 struct sftp_msg *sftp_msg_new_ext(const char *ext_name)
@@ -192,7 +254,7 @@ void sftp_msg_free(struct sftp_msg *m)
 {
 	if (!m)
 		return;
-	wire_buf_free(&m->buf);
+	pool_give(&m->buf);
 	wire_buf_free(&m->out);
 	free(m);
 }
@@ -597,8 +659,17 @@ static int handle_offsets(const struct wire_buf *b, size_t *off, int max)
 	return 0;
 }
 
-/* Build m->out from m->buf with the server's handles in place of ours.
- * Returns 0, or an errno when one of our handles has no server handle now. */
+/* A rest of buf longer than this goes on the wire from buf itself, not
+ * copied into out (a WRITE's data)... */
+#define TAIL_MIN 4096
+/* ...but for what fills out to this: the first write to the transport is
+ * as big as an SSH channel packet of libssh2's (32700 bytes), so the few
+ * bytes before the data do not go in a packet of their own. */
+#define OUT_FIRST 32700
+
+/* Build m->out from m->buf with the server's handles in place of ours: out,
+ * then buf's last tail_len bytes, are the packet. Returns 0, or an errno when
+ * one of our handles has no server handle now. */
 static int translate(struct sftp_client *c, struct sftp_msg *m)
 {
 	size_t offs[2];
@@ -608,6 +679,7 @@ static int translate(struct sftp_client *c, struct sftp_msg *m)
 
 	wire_buf_reset(&m->out);
 	m->sent = 0;
+	m->tail_len = 0;
 	for (int i = 0; i < n; i++) {
 		if (offs[i] + 4 > len)
 			break;
@@ -624,9 +696,38 @@ static int translate(struct sftp_client *c, struct sftp_msg *m)
 			abort();
 		pos = offs[i] + 4 + hl;
 	}
+	if (len - pos > TAIL_MIN) {
+		size_t head = 0;
+		if (wire_buf_len(&m->out) < OUT_FIRST)
+			head = OUT_FIRST - wire_buf_len(&m->out);
+		if (head > len - pos - TAIL_MIN)
+			head = len - pos - TAIL_MIN;
+		if (wire_put_bytes(&m->out, src + pos, head))
+			abort();
+		pos += head;
+		m->tail_len = len - pos;
+		size_t total = wire_buf_len(&m->out) + m->tail_len - 4;
+		if (wire_buf_len(&m->out) < 4 || total > UINT32_MAX)
+			abort();
+		wire_poke_u32(&m->out, 0, (uint32_t)total);
+		return 0;
+	}
 	if (wire_put_bytes(&m->out, src + pos, len - pos) || wire_packet_end(&m->out, 0))
 		abort();
 	return 0;
+}
+
+/* The packet's bytes from m->sent on that are in one piece, and how many. */
+static const uint8_t *msg_unsent(const struct sftp_msg *m, size_t *n)
+{
+	size_t olen = wire_buf_len(&m->out);
+	if (m->sent < olen) {
+		*n = olen - m->sent;
+		return wire_buf_ptr(&m->out) + m->sent;
+	}
+	size_t tsent = m->sent - olen;
+	*n = m->tail_len - tsent;
+	return wire_buf_ptr(&m->buf) + wire_buf_len(&m->buf) - m->tail_len + tsent;
 }
 
 static void w_append(struct sftp_client *c, struct sftp_msg *m)
@@ -1018,8 +1119,9 @@ static int pump(struct sftp_client *c)
 
 	while (c->w_head) {
 		struct sftp_msg *m = c->w_head;
-		size_t left = wire_buf_len(&m->out) - m->sent;
-		ssize_t n = t->ops->write(t, wire_buf_ptr(&m->out) + m->sent, left);
+		size_t left;
+		const uint8_t *from = msg_unsent(m, &left);
+		ssize_t n = t->ops->write(t, from, left);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
@@ -1036,7 +1138,7 @@ static int pump(struct sftp_client *c)
 		}
 		m->sent += (size_t)n;
 		c->bytes_sent += (uint64_t)n;
-		if (m->sent == wire_buf_len(&m->out)) {
+		if (m->sent == wire_buf_len(&m->out) + m->tail_len) {
 			c->w_head = m->next;
 			if (!c->w_head)
 				c->w_tail = NULL;
@@ -1925,11 +2027,18 @@ void sftp_read_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint6
 void sftp_write_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint64_t off,
 		    const void *data, uint32_t len, sftp_cb cb, void *arg)
 {
-	struct sftp_msg *m = sftp_msg_new(SSH_FXP_WRITE);
+	sftp_submit(c, sftp_write_msg(h, hlen, off, data, len), cb, arg);
+}
+
+struct sftp_msg *sftp_write_msg(const uint8_t *h, uint32_t hlen, uint64_t off, const void *data,
+				uint32_t len)
+{
+	/* length, type, id, handle, offset, data */
+	struct sftp_msg *m = msg_new_sized(SSH_FXP_WRITE, 4 + 1 + 4 + 4 + (size_t)hlen + 8 + 4 + len);
 	put_or_die(wire_put_string(&m->buf, h, hlen));
 	put_or_die(wire_put_u64(&m->buf, off));
 	put_or_die(wire_put_string(&m->buf, data, len));
-	sftp_submit(c, m, cb, arg);
+	return m;
 }
 
 int sftp_reply_attrs(struct sftp_reply *r, struct sftp_attrs *a)

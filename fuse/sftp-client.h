@@ -140,6 +140,9 @@ void sftp_read_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint6
 		   uint32_t len, sftp_cb cb, void *arg);
 void sftp_write_req(struct sftp_client *c, const uint8_t *h, uint32_t hlen, uint64_t off,
 		    const void *data, uint32_t len, sftp_cb cb, void *arg);
+/* The same WRITE built (the bytes copied), to pass to sftp_submit later. */
+struct sftp_msg *sftp_write_msg(const uint8_t *h, uint32_t hlen, uint64_t off, const void *data,
+				uint32_t len);
 
 /* A hashi request naming a file by path or handle ("target, flags"). */
 void sftp_target_put(struct wire_buf *b, const char *path, const uint8_t *h, uint32_t hlen,

@@ -472,6 +472,37 @@ static void test_buf_init_free(void)
 	wire_buf_free(&b);
 }
 
+static void test_buf_mem(void)
+{
+	/* a buffer started on given memory writes into it without growing,
+	 * grows past it, and hands it back */
+	struct wire_buf b;
+	uint8_t *mem = malloc(64);
+	g_assert_nonnull(mem);
+	wire_buf_init_mem(&b, mem, 64, 0);
+	g_assert_cmpuint(wire_buf_len(&b), ==, 0);
+	g_assert_cmpint(wire_put_u32(&b, 7), ==, WIRE_OK);
+	g_assert_true(wire_buf_ptr(&b) == mem);
+	uint8_t big[100] = { 0 };
+	g_assert_cmpint(wire_put_bytes(&b, big, sizeof(big)), ==, WIRE_OK);
+	g_assert_cmpuint(wire_buf_len(&b), ==, 104);
+	g_assert_cmpuint(wire_load_u32(wire_buf_ptr(&b)), ==, 7);
+	size_t cap = 0;
+	uint8_t *p = wire_buf_steal(&b, &cap);
+	g_assert_nonnull(p);
+	g_assert_cmpuint(cap, >=, 104);
+	g_assert_null(b.data);
+	g_assert_cmpuint(wire_buf_len(&b), ==, 0);
+	/* stealing from an empty buffer gives nothing */
+	g_assert_null(wire_buf_steal(&b, &cap));
+	g_assert_cmpuint(cap, ==, 0);
+	/* a limit still holds on given memory */
+	wire_buf_init_mem(&b, p, 104, 8);
+	g_assert_cmpint(wire_put_u64(&b, 1), ==, WIRE_OK);
+	g_assert_cmpint(wire_put_u8(&b, 1), !=, WIRE_OK);
+	wire_buf_free(&b);
+}
+
 static void test_buf_growth(void)
 {
 	struct wire_buf b;
@@ -1050,6 +1081,7 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 
 	g_test_add_func("/wire/strerror", test_strerror);
+	g_test_add_func("/wire/buf/mem", test_buf_mem);
 	g_test_add_func("/wire/reader/init", test_reader_init);
 	g_test_add_func("/wire/reader/lengths", test_getters_lengths);
 	g_test_add_func("/wire/reader/values", test_get_values);
