@@ -1355,22 +1355,34 @@ static bool failure_refined(struct op *o, struct sftp_reply *r, enum refine how,
 	return true;
 }
 
+/* A request on o->path failed: what we had cached of the name may be why
+ * it was asked, so it goes; the caller hears why (refined as how says when
+ * the server only said "failure"). */
+static void name_req_failed(struct op *o, struct sftp_reply *r, int how)
+{
+	cache_invalidate_entry(o->fs->cache, o->path);
+	if (!failure_refined(o, r, how, o->path))
+		reply_err_free(o, reply_errno(r));
+}
+
+/* A new name in the parent; a new directory is empty. */
+static void entry_made(struct op *o)
+{
+	cache_entry_added(o->fs->cache, o->path);
+	if (o->flags == O_DIRECTORY)
+		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
+}
+
 static void make_entry_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
-		cache_invalidate_entry(o->fs->cache, o->path);
-		if (!failure_refined(o, r, REFINE_CREATE, o->path))
-			reply_err_free(o, reply_errno(r));
+		name_req_failed(o, r, REFINE_CREATE);
 		return;
 	}
-	/* A new name in the parent; a hard link's source has one more link;
-	 * a new directory is empty. */
-	cache_entry_added(o->fs->cache, o->path);
-	if (o->path2)
+	entry_made(o);
+	if (o->path2) /* a hard link's source has one more link */
 		cache_invalidate(o->fs->cache, o->path2);
-	if (o->flags == O_DIRECTORY)
-		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
 	lstat_req(o, entry_lstat_cb);
 }
 
@@ -1396,14 +1408,10 @@ static void mknod_hashi_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
-		cache_invalidate_entry(o->fs->cache, o->path);
-		if (!failure_refined(o, r, REFINE_CREATE, o->path))
-			reply_err_free(o, reply_errno(r));
+		name_req_failed(o, r, REFINE_CREATE);
 		return;
 	}
-	cache_entry_added(o->fs->cache, o->path);
-	if (o->flags == O_DIRECTORY)
-		cache_put_dir(o->fs->cache, o->path, NULL, 0, cache_gen(o->fs->cache));
+	entry_made(o);
 	if (r->type == SSH_FXP_STATUS) { /* a repeat found it made: ask for its attributes */
 		lstat_req(o, entry_lstat_cb);
 		return;
@@ -1557,10 +1565,7 @@ static void unlink_cb(void *arg, struct sftp_reply *r)
 {
 	struct op *o = arg;
 	if (r->err) {
-		/* What we had cached may be why it was asked: ask again next time. */
-		cache_invalidate_entry(o->fs->cache, o->path);
-		if (!failure_refined(o, r, o->step, o->path))
-			reply_err_free(o, reply_errno(r));
+		name_req_failed(o, r, o->step);
 		return;
 	}
 	node_detach(o->fs, o->path);
