@@ -38,6 +38,16 @@ struct files {
 	size_t bytes;
 	size_t ra_bytes;       /* read ahead, all files */
 	GQueue blocked;        /* struct fnode with parked writes, oldest first */
+	unsigned behind;       /* files created behind whose OPEN is not answered */
+	pthread_cond_t opened; /* one of them is answered */
+};
+
+/* What waits for a file's handle (create behind): a write or an FSETSTAT. */
+struct held {
+	struct wop *w;
+	char *data;
+	struct setstat_behind *sb;
+	struct sftp_attrs set;
 };
 
 /* One write(2) as the kernel gave it, split into the server's sizes. */
@@ -118,6 +128,7 @@ struct files *files_new(const struct files_config *cfg)
 	if (fl->cfg.ra_max < fl->cfg.ra_min)
 		fl->cfg.ra_max = 16 << 20;
 	pthread_mutex_init(&fl->lock, NULL);
+	pthread_cond_init(&fl->opened, NULL);
 	fl->nodes = g_hash_table_new_full(ino_hash, ino_equal, NULL, g_free);
 	g_queue_init(&fl->blocked);
 	return fl;
@@ -129,6 +140,7 @@ void files_free(struct files *fl)
 		return;
 	g_hash_table_destroy(fl->nodes);
 	pthread_mutex_destroy(&fl->lock);
+	pthread_cond_destroy(&fl->opened);
 	g_free(fl);
 }
 
@@ -262,6 +274,10 @@ void file_forget(struct file *f)
 
 void file_discard(struct file *f)
 {
+	if (!f->hlen) { /* created behind, and its OPEN failed: no handle */
+		file_unref(f);
+		return;
+	}
 	sftp_handle_req(f->c, SSH_FXP_CLOSE, f->handle, f->hlen, discard_cb, f);
 }
 
@@ -387,7 +403,7 @@ static void wpart_cb(void *arg, struct sftp_reply *r);
 /* Send w's requests (w is accounted). The kernel's answer for a
  * write-behind goes after them, so that nothing the kernel sends next can
  * overtake them. */
-static void wop_send(struct wop *w, const char *buf)
+static void wop_send_now(struct wop *w, const char *buf)
 {
 	struct file *f = w->f;
 	uint64_t off = w->off;
@@ -405,6 +421,51 @@ static void wop_send(struct wop *w, const char *buf)
 	}
 	if (answer)
 		fuse_reply_write(answer, size);
+}
+
+/* A write that can never go out (its file's OPEN failed): each of its
+ * parts fails as if the server had said so. */
+static void wop_fail(struct wop *w, int err)
+{
+	fuse_req_t answer = w->parked_req;
+	size_t size = w->size;
+	uint32_t chunk = sftp_client_max_write(w->f->c);
+	w->parked_req = NULL;
+	struct sftp_reply fake = { .type = SSH_FXP_STATUS, .status = SSH_FX_FAILURE, .err = err };
+	for (size_t start = 0; start < size; start += chunk) {
+		struct wpart *p = g_new(struct wpart, 1);
+		p->w = w;
+		p->len = size - start < chunk ? size - start : chunk;
+		wpart_cb(p, &fake); /* w may be freed by the last */
+	}
+	if (answer)
+		fuse_reply_err(answer, err);
+}
+
+/* Send w, or hold it while its file waits for its handle. */
+static void wop_send(struct wop *w, const char *buf)
+{
+	struct file *f = w->f;
+	size_t size = w->size;
+	pthread_mutex_lock(&f->fl->lock);
+	int err = f->open_err;
+	if (f->pending) {
+		struct held *h = g_new0(struct held, 1);
+		h->w = w;
+		h->data = g_memdup2(buf, size);
+		fuse_req_t answer = w->parked_req;
+		w->parked_req = NULL;
+		g_queue_push_tail(&f->held, h);
+		pthread_mutex_unlock(&f->fl->lock);
+		if (answer)
+			fuse_reply_write(answer, size);
+		return;
+	}
+	pthread_mutex_unlock(&f->fl->lock);
+	if (err)
+		wop_fail(w, err);
+	else
+		wop_send_now(w, buf);
 }
 
 static void send_unparked(GSList *go)
@@ -485,9 +546,9 @@ void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, of
 		f->known_mtime = false;
 		f->known_gen = fn->gen;
 	}
-	if (f->err && !sync) {
+	if ((f->err && !sync) || f->open_err) {
 		/* an earlier write failed: say so now (and again at close) */
-		int err = f->err;
+		int err = f->err ? f->err : f->open_err;
 		pthread_mutex_unlock(&fl->lock);
 		g_free(w);
 		fuse_reply_err(req, err);
@@ -534,7 +595,7 @@ bool file_known(struct file *f, double max_age, struct fattr *a, bool *mtime_exa
 {
 	int64_t now = g_get_monotonic_time();
 	pthread_mutex_lock(&f->fl->lock);
-	bool ok = f->known_ok && f->fn && f->known_gen == f->fn->gen && !f->err &&
+	bool ok = f->known_ok && f->fn && f->known_gen == f->fn->gen && !f->err && !f->open_err &&
 		  (double)(now - f->known_at) < max_age * G_USEC_PER_SEC;
 	if (ok) {
 		*a = f->known;
@@ -572,15 +633,22 @@ static void setstat_behind_cb(void *arg, struct sftp_reply *r)
 	file_unref(f);
 }
 
+static void setstat_send(struct setstat_behind *sb, const struct sftp_attrs *set)
+{
+	struct file *f = sb->f;
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_FSETSTAT);
+	wire_put_string(sftp_msg_buf(m), f->handle, f->hlen);
+	attrs_put(sftp_msg_buf(m), set);
+	/* on f's connection (the handle's), after everything sent on it */
+	sftp_submit(f->c, m, setstat_behind_cb, sb);
+}
+
 void file_setstat_behind(struct file *f, const struct sftp_attrs *set, const struct fattr *after,
 			 bool owner_only)
 {
 	struct setstat_behind *sb = g_new(struct setstat_behind, 1);
 	sb->f = f;
 	sb->owner_only = owner_only;
-	struct sftp_msg *m = sftp_msg_new(SSH_FXP_FSETSTAT);
-	wire_put_string(sftp_msg_buf(m), f->handle, f->hlen);
-	attrs_put(sftp_msg_buf(m), set);
 	pthread_mutex_lock(&f->fl->lock);
 	f->refs++;
 	f->reqs++; /* flush and close wait for it as for a write */
@@ -589,9 +657,146 @@ void file_setstat_behind(struct file *f, const struct sftp_attrs *set, const str
 		if (set->flags & SSH_FILEXFER_ATTR_ACMODTIME)
 			f->known_mtime = true;
 	}
+	int err = f->open_err;
+	if (f->pending) {
+		struct held *h = g_new0(struct held, 1);
+		h->sb = sb;
+		h->set = *set;
+		g_queue_push_tail(&f->held, h);
+		pthread_mutex_unlock(&f->fl->lock);
+		return;
+	}
 	pthread_mutex_unlock(&f->fl->lock);
-	/* on f's connection (the handle's), after everything sent on it */
-	sftp_submit(f->c, m, setstat_behind_cb, sb);
+	if (err)
+		setstat_behind_cb(sb, &(struct sftp_reply){ .type = SSH_FXP_STATUS,
+							    .status = SSH_FX_FAILURE, .err = err });
+	else
+		setstat_send(sb, set);
+}
+
+/* ---- create behind ------------------------------------------------------ */
+
+bool files_behind_reserve(struct files *fl)
+{
+	pthread_mutex_lock(&fl->lock);
+	bool ok = fl->behind < FILES_BEHIND_MAX;
+	if (ok)
+		fl->behind++;
+	pthread_mutex_unlock(&fl->lock);
+	return ok;
+}
+
+struct file *file_new_pending(struct files *fl, struct sftp_client *c, fuse_ino_t ino, int flags,
+			      const struct fattr *a)
+{
+	struct file *f = g_new0(struct file, 1);
+	f->c = c;
+	f->fl = fl;
+	f->flags = flags;
+	f->refs = 2; /* the open file, and its OPEN */
+	f->pending = true;
+	g_queue_init(&f->held);
+	f->ra = g_new0(struct ra, 1);
+	g_queue_init(&f->ra->chunks);
+	g_queue_init(&f->ra->readers);
+	f->ra->window = fl->cfg.ra_min;
+	file_set_ino(f, ino);
+	pthread_mutex_lock(&fl->lock);
+	f->reqs = 1; /* the OPEN: flush, fsync, close and reads wait for it */
+	f->fn->reqs++;
+	f->known = *a;
+	f->known_ok = true;
+	f->known_mtime = false;
+	f->known_gen = f->fn->gen;
+	f->known_at = g_get_monotonic_time();
+	pthread_mutex_unlock(&fl->lock);
+	return f;
+}
+
+/* The OPEN is answered (err 0: f has its handle): what was held goes out
+ * (or fails) in order; then f is an ordinary open file. */
+static void open_settle(struct file *f, int err)
+{
+	struct files *fl = f->fl;
+	pthread_mutex_lock(&fl->lock);
+	if (err) {
+		f->open_err = err;
+		f->known_ok = false;
+	}
+	pthread_mutex_unlock(&fl->lock);
+	struct sftp_reply fake = { .type = SSH_FXP_STATUS, .status = SSH_FX_FAILURE, .err = err };
+	for (;;) {
+		pthread_mutex_lock(&fl->lock);
+		struct held *h = g_queue_pop_head(&f->held);
+		if (!h) {
+			f->pending = false;
+			if (err && !f->err)
+				f->err = err;
+			f->reqs--;
+			f->fn->reqs--;
+			fl->behind--;
+			GSList *go = unpark_locked(fl);
+			GSList *run = idle_waiters_locked(f);
+			pthread_cond_broadcast(&fl->opened);
+			pthread_mutex_unlock(&fl->lock);
+			send_unparked(go);
+			run_waiters(run);
+			file_unref(f);
+			return;
+		}
+		pthread_mutex_unlock(&fl->lock);
+		if (h->w) {
+			if (err)
+				wop_fail(h->w, err);
+			else
+				wop_send_now(h->w, h->data);
+			g_free(h->data);
+		} else if (err) {
+			setstat_behind_cb(h->sb, &fake);
+		} else {
+			setstat_send(h->sb, &h->set);
+		}
+		g_free(h);
+	}
+}
+
+int file_open_done(struct file *f, struct sftp_reply *r)
+{
+	const uint8_t *h;
+	uint32_t hlen;
+	if ((r->type != SSH_FXP_HANDLE && r->type != SSH_FXP_EXTENDED_REPLY) ||
+	    wire_get_string(&r->body, &h, &hlen) || hlen == 0 || hlen > SFTP_MAX_HANDLE_LEN) {
+		log_error("malformed HANDLE reply from the server");
+		open_settle(f, EIO);
+		return EIO;
+	}
+	memcpy(f->handle, h, hlen);
+	f->hlen = hlen; /* read by others only once pending is false */
+	open_settle(f, 0);
+	return 0;
+}
+
+void file_open_failed(struct file *f, int err)
+{
+	open_settle(f, err ? err : EIO);
+}
+
+int file_wait_open(struct file *f)
+{
+	pthread_mutex_lock(&f->fl->lock);
+	while (f->pending)
+		pthread_cond_wait(&f->fl->opened, &f->fl->lock);
+	int err = f->open_err;
+	pthread_mutex_unlock(&f->fl->lock);
+	return err;
+}
+
+bool file_is_pending(struct file *f)
+{
+	pthread_mutex_lock(&f->fl->lock);
+	bool p = f->pending;
+	pthread_mutex_unlock(&f->fl->lock);
+	return p;
 }
 
 /* flush, fsync, release: once the file's writes are answered. */
@@ -603,7 +808,7 @@ struct fwait {
 static int take_err(struct file *f)
 {
 	pthread_mutex_lock(&f->fl->lock);
-	int err = f->err;
+	int err = f->err ? f->err : f->open_err; /* (a failed OPEN: every time) */
 	f->err = 0;
 	pthread_mutex_unlock(&f->fl->lock);
 	return err;
@@ -1017,6 +1222,13 @@ void file_read(struct file *f, fuse_req_t req, size_t size, off_t off)
 		rr->size = size;
 		fn->waiters = add_waiter(fn->waiters, read_again, rr);
 		pthread_mutex_unlock(&fl->lock);
+		return;
+	}
+	if (f->open_err) { /* created behind, and the OPEN failed */
+		int err = f->open_err;
+		f->refs--;
+		pthread_mutex_unlock(&fl->lock);
+		fuse_reply_err(req, err);
 		return;
 	}
 	uint64_t known = 0;

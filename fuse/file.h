@@ -63,6 +63,11 @@ struct file {
 	int64_t size_until;
 	unsigned size_gen;
 	bool size_ok;
+	/* Created behind (file_new_pending): no handle until the OPEN is
+	 * answered; what would go out on it waits in held, in order. */
+	bool pending;
+	int open_err;           /* the OPEN failed: every operation fails so */
+	GQueue held;
 };
 
 struct files *files_new(const struct files_config *cfg);
@@ -71,6 +76,27 @@ void files_free(struct files *fl);
 /* A new open file from a HANDLE reply (NULL when the reply is malformed). */
 struct file *file_from_handle(struct files *fl, struct sftp_client *c, struct sftp_reply *r,
 			      fuse_ino_t ino, int flags);
+/* Create behind: room for one more file whose OPEN is on its way (at most
+ * FILES_BEHIND_MAX), taken until that OPEN is answered; false: create as
+ * before. */
+#define FILES_BEHIND_MAX 64
+bool files_behind_reserve(struct files *fl);
+/* An open file (reserved) whose OPEN is on its way (about to be sent). Its
+ * writes, setattrs and reads wait for the handle; flush, fsync and release
+ * wait for the OPEN as for a write. a: the attributes it is believed to
+ * have (its known attributes, mtime not exact). */
+struct file *file_new_pending(struct files *fl, struct sftp_client *c, fuse_ino_t ino, int flags,
+			      const struct fattr *a);
+/* The OPEN's HANDLE: 0, or EIO when the reply is malformed (then as
+ * file_open_failed). What waited goes out now, in order. */
+int file_open_done(struct file *f, struct sftp_reply *r);
+/* The OPEN failed: everything that waited fails with err, and so do
+ * flush, fsync, close and every later operation on f. */
+void file_open_failed(struct file *f, int err);
+/* Wait (block) until f has its handle; 0 or the OPEN's error. */
+int file_wait_open(struct file *f);
+bool file_is_pending(struct file *f);
+
 /* Close a handle nobody waits for (an error path), and free f. */
 void file_discard(struct file *f);
 /* Drop the open file's own reference without a word to the server: at exit,
