@@ -1962,9 +1962,8 @@ static void learn_creator(struct op *o)
 		return;
 	/* the group is the creator's only where the parent does not set it */
 	char *dir = g_path_get_dirname(o->path);
-	struct fattr p;
-	bool plain = cache_get_attrs(o->fs->cache, dir, &p, NULL) == CACHE_HIT &&
-		     (p.v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && !(p.v3.perm & S_ISGID);
+	uint32_t pu, pg, pp;
+	bool plain = cache_get_owner(o->fs->cache, dir, &pu, &pg, &pp) && !(pp & S_ISGID);
 	g_free(dir);
 	if (!plain)
 		return;
@@ -2086,13 +2085,14 @@ static bool create_behind(struct op *o, fuse_ino_t parent, mode_t mode)
 	enum cache_result there = cache_get_attrs(fs->cache, o->path, &cur, NULL);
 	if (there == CACHE_HIT || (there == CACHE_MISS && !(o->flags & O_EXCL)))
 		return false;
+	/* (a name made in it drops its attributes, not its owner and mode) */
 	char *dir = node_path(fs, parent);
-	struct fattr p;
-	bool ok = dir && cache_get_attrs(fs->cache, dir, &p, NULL) == CACHE_HIT;
+	uint32_t pu, pg, pp;
+	bool ok = dir && cache_get_owner(fs->cache, dir, &pu, &pg, &pp);
 	g_free(dir);
 	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID;
-	if (!ok || (p.v3.flags & need) != need || !S_ISDIR(p.v3.perm) ||
-	    !(uid == 0 || (p.v3.uid == uid && (p.v3.perm & (S_IWUSR | S_IXUSR)) == (S_IWUSR | S_IXUSR))))
+	if (!ok || !S_ISDIR(pp) ||
+	    !(uid == 0 || (pu == uid && (pp & (S_IWUSR | S_IXUSR)) == (S_IWUSR | S_IXUSR))))
 		return false;
 	if (!files_behind_reserve(fs->files))
 		return false; /* enough on their way: wait, as without */
@@ -2101,7 +2101,7 @@ static bool create_behind(struct op *o, fuse_ino_t parent, mode_t mode)
 	a.v3.flags = SSH_FILEXFER_ATTR_SIZE | need | SSH_FILEXFER_ATTR_ACMODTIME;
 	a.v3.size = 0;
 	a.v3.uid = uid;
-	a.v3.gid = (p.v3.perm & S_ISGID) ? p.v3.gid : gid;
+	a.v3.gid = (pp & S_ISGID) ? pg : gid;
 	a.v3.perm = S_IFREG | (o->mode & 07777 & ~um);
 	a.v3.atime = a.v3.mtime = (uint32_t)time(NULL);
 	o->attrs = a;
