@@ -11,9 +11,12 @@ which hashi does not create behind).
 """
 
 import errno
+import io
 import os
 import subprocess
 import tarfile
+import threading
+import time
 
 import pytest
 
@@ -53,7 +56,6 @@ def make_tarball(path, dirs=5, files=40):
                 info.size = len(data)
                 info.mode = 0o640 if b % 2 else 0o644
                 info.mtime = 1_100_000_000 + b
-                import io
                 t.addfile(info, io.BytesIO(data))
                 src[f"t/d{a}/f{b}"] = (data, info.mode, info.mtime)
     return src
@@ -94,7 +96,6 @@ def test_stat_right_after_create(menv):
                 fd = os.open(mp / "d" / "n", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             finally:
                 os.umask(old)
-            import time
             now = time.time()
             for st in (os.fstat(fd), os.stat(mp / "d" / "n")):
                 assert st.st_mode & 0o7777 == 0o640 and st.st_size == 0
@@ -200,5 +201,36 @@ def test_sync_create_sends_nothing_behind(menv, tmp_path):
             (dm.path / "d" / f"s{i}").write_bytes(b"x")
         assert behind_count(dm) == 0
         assert (dm.export / "d" / "s4").read_bytes() == b"x"
+    finally:
+        dm.close()
+
+
+def test_many_creates_at_once_past_the_bound(menv, tmp_path):
+    """150 files created and written by 150 threads at once: more than the
+    64 creates allowed behind at a time; those past the bound wait, as
+    without create behind, and every file arrives whole."""
+    dm = DebugMount(menv, tmp_path)
+    try:
+        learn(dm.path)
+        go = threading.Barrier(150)
+        errors = []
+
+        def one(i):
+            try:
+                go.wait()
+                fd = os.open(dm.path / "d" / f"c{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.write(fd, str(i).encode() * 50)
+                os.close(fd)
+            except Exception as e:  # noqa: B902 - reported below
+                errors.append((i, e))
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(150)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        for i in range(150):
+            assert (dm.export / "d" / f"c{i}").read_bytes() == str(i).encode() * 50
+        assert behind_count(dm) > 0
     finally:
         dm.close()
