@@ -537,6 +537,29 @@ static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 	return true;
 }
 
+/* Wait until no open file of ino is still being created behind: an open
+ * by name on another connection must find it made. */
+static void node_wait_created(struct fs *fs, fuse_ino_t ino)
+{
+	for (;;) {
+		struct file *f = NULL;
+		pthread_mutex_lock(&fs->lock);
+		struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+		for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
+			struct file *c = l->data;
+			if (c->pending)
+				f = c;
+		}
+		if (f)
+			file_hold(f);
+		pthread_mutex_unlock(&fs->lock);
+		if (!f)
+			return;
+		file_wait_open(f);
+		file_put(f);
+	}
+}
+
 /* ino's attributes as an open file created behind believes them, while
  * its OPEN is on its way (the server has not got its writes yet). */
 static bool node_pending_known(struct fs *fs, fuse_ino_t ino, struct fattr *a)
@@ -2143,6 +2166,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	o->flags = fi->flags & ~(O_CREAT | O_EXCL);
 	if (o->flags & O_TRUNC)
 		files_changed(o->fs->files, ino);
+	node_wait_created(o->fs, ino);
 	send_open(o, 0, false);
 }
 

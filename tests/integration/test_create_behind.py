@@ -241,3 +241,26 @@ def test_many_creates_at_once_past_the_bound(menv, tmp_path):
         assert behind_count(dm) > 0
     finally:
         dm.close()
+
+
+def test_open_by_name_while_created_behind(menv):
+    """Another open of a file still being created behind (on another
+    connection, max_conns=2) finds it made, and reads what was written."""
+    m = menv.mount("user", "openssh", opts=["max_conns=2"])
+    try:
+        def body(mp, e):
+            learn(mp)
+            for i in range(20):
+                p = mp / "d" / f"r{i}"
+                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.write(fd, b"seen %d" % i)
+                rd = os.open(p, os.O_RDONLY)
+                try:
+                    assert os.read(rd, 100) == b"seen %d" % i
+                finally:
+                    os.close(rd)
+                    os.close(fd)
+            return True
+        assert m.run(body)
+    finally:
+        unmount_ok(m)
