@@ -537,24 +537,29 @@ static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 	return true;
 }
 
+/* An open file of ino still being created behind, held, or NULL. */
+static struct file *node_pending_file(struct fs *fs, fuse_ino_t ino)
+{
+	struct file *f = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
+	for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
+		struct file *c = l->data;
+		if (file_is_pending(c))
+			f = c;
+	}
+	if (f)
+		file_hold(f);
+	pthread_mutex_unlock(&fs->lock);
+	return f;
+}
+
 /* Wait until no open file of ino is still being created behind: an open
  * by name on another connection must find it made. */
 static void node_wait_created(struct fs *fs, fuse_ino_t ino)
 {
-	for (;;) {
-		struct file *f = NULL;
-		pthread_mutex_lock(&fs->lock);
-		struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
-		for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
-			struct file *c = l->data;
-			if (c->pending)
-				f = c;
-		}
-		if (f)
-			file_hold(f);
-		pthread_mutex_unlock(&fs->lock);
-		if (!f)
-			return;
+	struct file *f;
+	while ((f = node_pending_file(fs, ino))) {
 		file_wait_open(f);
 		file_put(f);
 	}
@@ -564,17 +569,7 @@ static void node_wait_created(struct fs *fs, fuse_ino_t ino)
  * its OPEN is on its way (the server has not got its writes yet). */
 static bool node_pending_known(struct fs *fs, fuse_ino_t ino, struct fattr *a)
 {
-	struct file *f = NULL;
-	pthread_mutex_lock(&fs->lock);
-	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
-	for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
-		struct file *c = l->data;
-		if (c->pending)
-			f = c;
-	}
-	if (f)
-		file_hold(f);
-	pthread_mutex_unlock(&fs->lock);
+	struct file *f = node_pending_file(fs, ino);
 	if (!f)
 		return false;
 	bool exact;
