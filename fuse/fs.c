@@ -537,21 +537,32 @@ static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 	return true;
 }
 
-/* An open file of ino still being created behind, held, or NULL. */
-static struct file *node_pending_file(struct fs *fs, fuse_ino_t ino)
+static bool file_known_ok(struct file *f)
+{
+	return f->known_ok;
+}
+
+/* An open file of ino that which() picks, held, or NULL. */
+static struct file *node_file_where(struct fs *fs, fuse_ino_t ino, bool (*which)(struct file *))
 {
 	struct file *f = NULL;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
 	for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
 		struct file *c = l->data;
-		if (file_is_pending(c))
+		if (which(c))
 			f = c;
 	}
 	if (f)
 		file_hold(f);
 	pthread_mutex_unlock(&fs->lock);
 	return f;
+}
+
+/* An open file of ino still being created behind, held, or NULL. */
+static struct file *node_pending_file(struct fs *fs, fuse_ino_t ino)
+{
+	return node_file_where(fs, ino, file_is_pending);
 }
 
 /* Wait until no open file of ino is still being created behind: an open
@@ -581,18 +592,7 @@ static bool node_pending_known(struct fs *fs, fuse_ino_t ino, struct fattr *a)
 /* ino's open file that made it (known attributes), held, or NULL. */
 static struct file *node_known_file(struct fs *fs, fuse_ino_t ino)
 {
-	struct file *f = NULL;
-	pthread_mutex_lock(&fs->lock);
-	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
-	for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
-		struct file *c = l->data;
-		if (c->known_ok)
-			f = c;
-	}
-	if (f)
-		file_hold(f);
-	pthread_mutex_unlock(&fs->lock);
-	return f;
+	return node_file_where(fs, ino, file_known_ok);
 }
 
 struct op {
