@@ -22,6 +22,9 @@ struct centry {
 	GHashTable *nameset;     /* the same names, for "is it there" */
 	bool dir_ahead;          /* read ahead for us, not by a reader: a name
 				  * missing from it is still asked for */
+	double owner_until;      /* the owner and mode of the attributes, kept
+				  * when a name comes or goes in a directory */
+	uint32_t o_uid, o_gid, o_perm;
 };
 
 struct cache {
@@ -287,6 +290,13 @@ static void put_attrs_common(struct cache *c, const char *path, const struct fat
 		else
 			memset(&e->attrs, 0, sizeof(e->attrs));
 		e->attrs_until = now + c->cfg.stat_timeout;
+		const uint32_t own = SSH_FILEXFER_ATTR_UIDGID | SSH_FILEXFER_ATTR_PERMISSIONS;
+		e->owner_until = a && (a->v3.flags & own) == own ? e->attrs_until : 0;
+		if (a) {
+			e->o_uid = a->v3.uid;
+			e->o_gid = a->v3.gid;
+			e->o_perm = a->v3.perm;
+		}
 		if (!a) {
 			link_drop(e);
 			dir_drop(e);
@@ -464,10 +474,28 @@ static void invalidate_locked(struct cache *c, const char *path)
 		e = centry_get(c, path, now_s());
 	}
 	e->attrs_until = 0;
+	e->owner_until = 0;
 	e->noent = false;
 	link_drop(e);
 	dir_drop(e);
 	e->inval_gen = ++c->gen;
+}
+
+bool cache_get_owner(struct cache *c, const char *path, uint32_t *uid, uint32_t *gid,
+		     uint32_t *perm)
+{
+	if (!cache_enabled(c))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	struct centry *e = g_hash_table_lookup(c->by_path, path);
+	bool ok = e && !e->noent && e->owner_until > now_s();
+	if (ok) {
+		*uid = e->o_uid;
+		*gid = e->o_gid;
+		*perm = e->o_perm;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ok;
 }
 
 static void invalidate_parent_locked(struct cache *c, const char *path)

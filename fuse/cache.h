@@ -71,6 +71,11 @@ uint64_t cache_gen(struct cache *c);
  * listing of its parent is CACHE_NOENT. */
 enum cache_result cache_get_attrs(struct cache *c, const char *path, struct fattr *a,
 				  double *ttl);
+/* The owner and mode (with type) of path, from attributes put while they
+ * are valid, still known after a name came or went in it (which drops a
+ * directory's attributes for its times): false when unknown. */
+bool cache_get_owner(struct cache *c, const char *path, uint32_t *uid, uint32_t *gid,
+		     uint32_t *perm);
 /* (Not kept for a file known to have several names: hard links.) */
 void cache_put_attrs(struct cache *c, const char *path, const struct fattr *a, uint64_t gen);
 void cache_put_noent(struct cache *c, const char *path, uint64_t gen);

@@ -38,6 +38,8 @@ struct files {
 	size_t bytes;
 	size_t ra_bytes;       /* read ahead, all files */
 	GQueue blocked;        /* struct fnode with parked writes, oldest first */
+	unsigned behind;       /* files created behind whose OPEN is not answered */
+	pthread_cond_t opened; /* one of them is answered */
 };
 
 /* One write(2) as the kernel gave it, split into the server's sizes. */
@@ -120,6 +122,7 @@ struct files *files_new(const struct files_config *cfg)
 	if (fl->cfg.ra_max < fl->cfg.ra_min)
 		fl->cfg.ra_max = 16 << 20;
 	pthread_mutex_init(&fl->lock, NULL);
+	pthread_cond_init(&fl->opened, NULL);
 	fl->nodes = g_hash_table_new_full(ino_hash, ino_equal, NULL, g_free);
 	g_queue_init(&fl->blocked);
 	return fl;
@@ -131,6 +134,7 @@ void files_free(struct files *fl)
 		return;
 	g_hash_table_destroy(fl->nodes);
 	pthread_mutex_destroy(&fl->lock);
+	pthread_cond_destroy(&fl->opened);
 	g_free(fl);
 }
 
@@ -164,16 +168,10 @@ void files_changed(struct files *fl, fuse_ino_t ino)
 
 /* ---- open files --------------------------------------------------------- */
 
-struct file *file_from_handle(struct files *fl, struct sftp_client *c, struct sftp_reply *r,
-			      fuse_ino_t ino, int flags)
+/* An open file of handle h (one reference: the open file's own). */
+static struct file *file_new(struct files *fl, struct sftp_client *c, fuse_ino_t ino, int flags,
+			     const uint8_t *h, uint32_t hlen)
 {
-	const uint8_t *h;
-	uint32_t hlen;
-	if ((r->type != SSH_FXP_HANDLE && r->type != SSH_FXP_EXTENDED_REPLY) || wire_get_string(&r->body, &h, &hlen) || hlen == 0 ||
-	    hlen > SFTP_MAX_HANDLE_LEN) {
-		log_error("malformed HANDLE reply from the server");
-		return NULL;
-	}
 	struct file *f = g_new0(struct file, 1);
 	memcpy(f->handle, h, hlen);
 	f->hlen = hlen;
@@ -187,6 +185,19 @@ struct file *file_from_handle(struct files *fl, struct sftp_client *c, struct sf
 	f->ra->window = fl->cfg.ra_min;
 	file_set_ino(f, ino);
 	return f;
+}
+
+struct file *file_from_handle(struct files *fl, struct sftp_client *c, struct sftp_reply *r,
+			      fuse_ino_t ino, int flags)
+{
+	const uint8_t *h;
+	uint32_t hlen;
+	if ((r->type != SSH_FXP_HANDLE && r->type != SSH_FXP_EXTENDED_REPLY) || wire_get_string(&r->body, &h, &hlen) || hlen == 0 ||
+	    hlen > SFTP_MAX_HANDLE_LEN) {
+		log_error("malformed HANDLE reply from the server");
+		return NULL;
+	}
+	return file_new(fl, c, ino, flags, h, hlen);
 }
 
 void file_set_ino(struct file *f, fuse_ino_t ino)
@@ -497,9 +508,9 @@ void file_write(struct file *f, fuse_req_t req, const char *buf, size_t size, of
 		f->known_mtime = false;
 		f->known_gen = fn->gen;
 	}
-	if (f->err && !sync) {
+	if ((f->err && !sync) || f->open_err) {
 		/* an earlier write failed: say so now (and again at close) */
-		int err = f->err;
+		int err = f->err ? f->err : f->open_err;
 		pthread_mutex_unlock(&fl->lock);
 		g_free(w);
 		fuse_reply_err(req, err);
@@ -546,7 +557,7 @@ bool file_known(struct file *f, double max_age, struct fattr *a, bool *mtime_exa
 {
 	int64_t now = g_get_monotonic_time();
 	pthread_mutex_lock(&f->fl->lock);
-	bool ok = f->known_ok && f->fn && f->known_gen == f->fn->gen && !f->err &&
+	bool ok = f->known_ok && f->fn && f->known_gen == f->fn->gen && !f->err && !f->open_err &&
 		  (double)(now - f->known_at) < max_age * G_USEC_PER_SEC;
 	if (ok) {
 		*a = f->known;
@@ -606,6 +617,76 @@ void file_setstat_behind(struct file *f, const struct sftp_attrs *set, const str
 	sftp_submit(f->c, m, setstat_behind_cb, sb);
 }
 
+/* ---- create behind ------------------------------------------------------ */
+
+bool files_behind_reserve(struct files *fl)
+{
+	pthread_mutex_lock(&fl->lock);
+	bool ok = fl->behind < FILES_BEHIND_MAX;
+	if (ok)
+		fl->behind++;
+	pthread_mutex_unlock(&fl->lock);
+	return ok;
+}
+
+struct file *file_new_pending(struct files *fl, struct sftp_client *c, fuse_ino_t ino, int flags,
+			      const struct fattr *a, const uint8_t *handle, uint32_t hlen)
+{
+	struct file *f = file_new(fl, c, ino, flags, handle, hlen);
+	pthread_mutex_lock(&fl->lock);
+	f->refs = 2; /* the open file, and its OPEN */
+	f->pending = true;
+	f->reqs = 1; /* the OPEN: flush, fsync and close wait for it */
+	f->fn->reqs++;
+	f->known = *a;
+	f->known_ok = true;
+	f->known_mtime = false;
+	f->known_gen = f->fn->gen;
+	f->known_at = g_get_monotonic_time();
+	pthread_mutex_unlock(&fl->lock);
+	return f;
+}
+
+void file_open_settle(struct file *f, int err)
+{
+	struct files *fl = f->fl;
+	pthread_mutex_lock(&fl->lock);
+	if (err) {
+		f->open_err = err;
+		f->known_ok = false;
+		f->err = err; /* (over what its requests got: the cause) */
+	}
+	f->pending = false;
+	f->reqs--;
+	f->fn->reqs--;
+	fl->behind--;
+	GSList *go = unpark_locked(fl);
+	GSList *run = idle_waiters_locked(f);
+	pthread_cond_broadcast(&fl->opened);
+	pthread_mutex_unlock(&fl->lock);
+	send_unparked(go);
+	run_waiters(run);
+	file_unref(f);
+}
+
+int file_wait_open(struct file *f)
+{
+	pthread_mutex_lock(&f->fl->lock);
+	while (f->pending)
+		pthread_cond_wait(&f->fl->opened, &f->fl->lock);
+	int err = f->open_err;
+	pthread_mutex_unlock(&f->fl->lock);
+	return err;
+}
+
+bool file_is_pending(struct file *f)
+{
+	pthread_mutex_lock(&f->fl->lock);
+	bool p = f->pending;
+	pthread_mutex_unlock(&f->fl->lock);
+	return p;
+}
+
 /* flush, fsync, release: once the file's writes are answered. */
 struct fwait {
 	struct file *f;
@@ -615,7 +696,7 @@ struct fwait {
 static int take_err(struct file *f)
 {
 	pthread_mutex_lock(&f->fl->lock);
-	int err = f->err;
+	int err = f->err ? f->err : f->open_err; /* (a failed OPEN: every time) */
 	f->err = 0;
 	pthread_mutex_unlock(&f->fl->lock);
 	return err;

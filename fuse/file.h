@@ -63,6 +63,10 @@ struct file {
 	int64_t size_until;
 	unsigned size_gen;
 	bool size_ok;
+	/* Created behind (file_new_pending): its OPEN is not answered yet
+	 * (its requests go out on the handle given at once). */
+	bool pending;
+	int open_err;           /* the OPEN failed: every operation fails so */
 };
 
 struct files *files_new(const struct files_config *cfg);
@@ -71,6 +75,24 @@ void files_free(struct files *fl);
 /* A new open file from a HANDLE reply (NULL when the reply is malformed). */
 struct file *file_from_handle(struct files *fl, struct sftp_client *c, struct sftp_reply *r,
 			      fuse_ino_t ino, int flags);
+/* Create behind: room for one more file whose OPEN is on its way (at most
+ * FILES_BEHIND_MAX), taken until that OPEN is answered; false: create as
+ * before. */
+#define FILES_BEHIND_MAX 64
+bool files_behind_reserve(struct files *fl);
+/* An open file (reserved) whose OPEN is on its way, with the handle
+ * sftp_open_early gave. Flush, fsync and release wait for the OPEN as for
+ * a write. a: the attributes it is believed to have (its known attributes,
+ * mtime not exact). */
+struct file *file_new_pending(struct files *fl, struct sftp_client *c, fuse_ino_t ino, int flags,
+			      const struct fattr *a, const uint8_t *handle, uint32_t hlen);
+/* The OPEN is answered: err 0, or its error, which flush, fsync, close and
+ * every later operation on f then give. */
+void file_open_settle(struct file *f, int err);
+/* Wait (block) until f's OPEN is answered; 0 or its error. */
+int file_wait_open(struct file *f);
+bool file_is_pending(struct file *f);
+
 /* Close a handle nobody waits for (an error path), and free f. */
 void file_discard(struct file *f);
 /* Drop the open file's own reference without a word to the server: at exit,

@@ -58,6 +58,11 @@ struct fs {
 	unsigned fetches;           /* ... of them in the background */
 	GHashTable *misses;         /* dir path -> lookups missed in it */
 	GHashTable *opens;          /* dir path -> its subdirectories opened */
+	/* What the server does to a file it creates, learnt from a create
+	 * that waited (guarded by lock): its owner, and the bits its umask
+	 * clears from the mode asked for. Create behind needs them. */
+	bool creator_known;
+	uint32_t creator_uid, creator_gid, creator_umask;
 };
 
 static char *join_path(const char *dir, const char *name)
@@ -496,47 +501,96 @@ static void node_remove_file(struct fs *fs, fuse_ino_t ino, struct file *f)
 /* If ino's name is gone but it is open, copy one of its handles. */
 static bool node_unlinked_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 {
-	bool found = false;
+	struct file *f = NULL;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
 	if (n && n->unlinked && n->files) {
-		*out = *(struct file *)n->files->data;
-		found = true;
+		f = n->files->data;
+		file_hold(f);
 	}
 	pthread_mutex_unlock(&fs->lock);
-	return found;
+	if (!f)
+		return false;
+	*out = *f;
+	file_put(f);
+	return true;
 }
 
 /* A copy of a handle ino is open with, if any (a setattr on it then goes
  * by handle, behind the file's writes). */
 static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 {
-	bool found = false;
+	struct file *f = NULL;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
 	if (n && n->files) {
-		*out = *(struct file *)n->files->data;
-		found = true;
+		f = n->files->data;
+		file_hold(f);
 	}
 	pthread_mutex_unlock(&fs->lock);
-	return found;
+	if (!f)
+		return false;
+	*out = *f;
+	file_put(f);
+	return true;
 }
 
-/* ino's open file that made it (known attributes), held, or NULL. */
-static struct file *node_known_file(struct fs *fs, fuse_ino_t ino)
+static bool file_known_ok(struct file *f)
+{
+	return f->known_ok;
+}
+
+/* An open file of ino that which() picks, held, or NULL. */
+static struct file *node_file_where(struct fs *fs, fuse_ino_t ino, bool (*which)(struct file *))
 {
 	struct file *f = NULL;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
 	for (GSList *l = n ? n->files : NULL; l && !f; l = l->next) {
 		struct file *c = l->data;
-		if (c->known_ok)
+		if (which(c))
 			f = c;
 	}
 	if (f)
 		file_hold(f);
 	pthread_mutex_unlock(&fs->lock);
 	return f;
+}
+
+/* An open file of ino still being created behind, held, or NULL. */
+static struct file *node_pending_file(struct fs *fs, fuse_ino_t ino)
+{
+	return node_file_where(fs, ino, file_is_pending);
+}
+
+/* Wait until no open file of ino is still being created behind: an open
+ * by name on another connection must find it made. */
+static void node_wait_created(struct fs *fs, fuse_ino_t ino)
+{
+	struct file *f;
+	while ((f = node_pending_file(fs, ino))) {
+		file_wait_open(f);
+		file_put(f);
+	}
+}
+
+/* ino's attributes as an open file created behind believes them, while
+ * its OPEN is on its way (the server has not got its writes yet). */
+static bool node_pending_known(struct fs *fs, fuse_ino_t ino, struct fattr *a)
+{
+	struct file *f = node_pending_file(fs, ino);
+	if (!f)
+		return false;
+	bool exact;
+	bool ok = file_is_pending(f) && file_known(f, fs->cfg.cache.stat_timeout, a, &exact);
+	file_put(f);
+	return ok;
+}
+
+/* ino's open file that made it (known attributes), held, or NULL. */
+static struct file *node_known_file(struct fs *fs, fuse_ino_t ino)
+{
+	return node_file_where(fs, ino, file_known_ok);
 }
 
 struct op {
@@ -767,6 +821,12 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct op *o = op_new(req);
 	o->ino = ino;
+	if (node_pending_known(o->fs, ino, &o->attrs)) {
+		/* created behind: the server has not all of it yet */
+		o->ttl = 0;
+		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
+		return;
+	}
 	o->path2 = node_live_path(o->fs, ino);
 	if (o->path2 && cache_get_attrs(o->fs->cache, o->path2, &o->attrs, &o->ttl) == CACHE_HIT) {
 		ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), attr_finish, o);
@@ -1675,6 +1735,7 @@ static uint32_t pflags_from_open(int flags)
 }
 
 static void create_finish(void *arg);
+static void learn_creator(struct op *o);
 
 static void create_fstat_cb(void *arg, struct sftp_reply *r)
 {
@@ -1791,6 +1852,8 @@ static void open_done(struct open_join *j)
 		bool usable = j->have_attrs && (o->attrs.v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
 			      S_ISREG(o->attrs.v3.perm);
 		g_free(j);
+		if (usable && (o->flags & O_EXCL))
+			learn_creator(o);
 		if (usable) {
 			cache_put_attrs(o->fs->cache, o->path, &o->attrs, o->gen);
 			ensure_ids(o->fs, &o->attrs, 1, sizeof(o->attrs), create_finish, o);
@@ -1890,6 +1953,169 @@ static void send_open(struct op *o, mode_t mode, bool with_mode)
 		stat_path(conn, o->path, join_lstat_cb, j);
 }
 
+/* ---- create behind ------------------------------------------------------ */
+
+/* A new file (O_EXCL) as the server made it: its owner, and what its umask
+ * took from the mode asked for (o->mode), for files created behind. */
+static void learn_creator(struct op *o)
+{
+	const struct sftp_attrs *a = &o->attrs.v3;
+	uint32_t asked = o->mode & 07777, got = a->perm & 07777;
+	if (!(a->flags & SSH_FILEXFER_ATTR_UIDGID) || (got & ~asked))
+		return;
+	/* the group is the creator's only where the parent does not set it */
+	char *dir = g_path_get_dirname(o->path);
+	uint32_t pu, pg, pp;
+	bool plain = cache_get_owner(o->fs->cache, dir, &pu, &pg, &pp) && !(pp & S_ISGID);
+	g_free(dir);
+	if (!plain)
+		return;
+	pthread_mutex_lock(&o->fs->lock);
+	o->fs->creator_known = true;
+	o->fs->creator_uid = a->uid;
+	o->fs->creator_gid = a->gid;
+	o->fs->creator_umask = asked & ~got;
+	pthread_mutex_unlock(&o->fs->lock);
+}
+
+/* The OPEN of a file created behind. */
+struct behind {
+	struct fs *fs;
+	struct file *f;
+	char *path;
+	bool excl;
+	int err;
+};
+
+static void behind_settled(struct behind *b, int err)
+{
+	if (err) {
+		/* nothing is there of ours: stat asks the server again */
+		cache_invalidate_entry(b->fs->cache, b->path);
+		log_debug("create of %s behind the kernel's answer failed: %s (held for close)",
+			  b->path, strerror(err));
+	}
+	file_open_settle(b->f, err);
+	g_free(b->path);
+	g_free(b);
+}
+
+static void behind_refine_cb(void *arg, struct sftp_reply *r)
+{
+	struct behind *b = arg;
+	/* O_EXCL and a bare "failure": is the name taken? */
+	behind_settled(b, r->err == 0 ? EEXIST : b->err);
+}
+
+static void behind_open_cb(void *arg, struct sftp_reply *r)
+{
+	struct behind *b = arg;
+	if (!r->err) {
+		behind_settled(b, 0);
+		return;
+	}
+	b->err = reply_errno(r);
+	if (b->excl && r->type == SSH_FXP_STATUS && r->status == SSH_FX_FAILURE && !r->sys_errno) {
+		b->err = EPERM;
+		stat_path(b->fs->c, b->path, behind_refine_cb, b);
+		return;
+	}
+	behind_settled(b, b->err);
+}
+
+static void discard_later(void *arg)
+{
+	file_discard(arg);
+}
+
+static void create_behind_finish(void *arg)
+{
+	struct op *o = arg;
+	struct fs *fs = o->fs;
+	const struct fattr a = o->attrs;
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = node_ref(fs, o->path, &a);
+	e.generation = 1;
+	fill_stat(fs, &a, e.ino, &e.attr);
+	e.attr_timeout = 0; /* believed, not known: the kernel asks us again */
+	e.entry_timeout = fs->cfg.entry_timeout;
+	struct sftp_msg *m = sftp_msg_new(SSH_FXP_OPEN);
+	uint8_t h[SFTP_VHANDLE_LEN];
+	sftp_msg_early_handle(fs->c, m, h);
+	struct file *f = file_new_pending(fs->files, fs->c, e.ino, o->flags, &a, h, sizeof(h));
+	struct behind *b = g_new0(struct behind, 1);
+	b->fs = fs;
+	b->f = f;
+	b->path = g_strdup(o->path);
+	b->excl = (o->flags & O_EXCL) != 0;
+	struct sftp_attrs sa;
+	attrs_clear(&sa);
+	sa.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+	sa.perm = o->mode & 07777;
+	wire_put_cstring(sftp_msg_buf(m), o->path);
+	wire_put_u32(sftp_msg_buf(m), pflags_from_open(o->flags));
+	attrs_put(sftp_msg_buf(m), &sa);
+	/* sent before the kernel hears of the file: whatever it sends next
+	 * for the name goes behind it, and requests on the handle may go
+	 * before the server answers it */
+	sftp_submit(fs->c, m, behind_open_cb, b);
+	o->fi.fh = (uint64_t)(uintptr_t)f;
+	node_add_file(fs, e.ino, f);
+	if (fuse_reply_create(o->req, &e, &o->fi) != 0) {
+		node_remove_file(fs, e.ino, f);
+		node_forget(fs, e.ino, 1);
+		file_after_writes(f, discard_later, f);
+	}
+	op_free(o);
+}
+
+/* Answer a create at once, the OPEN behind it, where success is certain
+ * but for a race: a regular file, a name known absent (O_EXCL says so
+ * itself), a parent our remote user may write to, with a fresh cache. */
+static bool create_behind(struct op *o, fuse_ino_t parent, mode_t mode)
+{
+	struct fs *fs = o->fs;
+	if (fs->cfg.sync_create || !cache_enabled(fs->cache) || (mode & S_IFMT) != S_IFREG ||
+	    (o->mode & (S_ISUID | S_ISGID)) || has(fs->c, SFTP_HAS_HASHI_OPEN))
+		return false;
+	pthread_mutex_lock(&fs->lock);
+	bool known = fs->creator_known;
+	uint32_t uid = fs->creator_uid, gid = fs->creator_gid, um = fs->creator_umask;
+	pthread_mutex_unlock(&fs->lock);
+	if (!known)
+		return false;
+	struct fattr cur;
+	enum cache_result there = cache_get_attrs(fs->cache, o->path, &cur, NULL);
+	if (there == CACHE_HIT || (there == CACHE_MISS && !(o->flags & O_EXCL)))
+		return false;
+	/* (a name made in it drops its attributes, not its owner and mode) */
+	char *dir = node_path(fs, parent);
+	uint32_t pu, pg, pp;
+	bool ok = dir && cache_get_owner(fs->cache, dir, &pu, &pg, &pp);
+	g_free(dir);
+	const uint32_t need = SSH_FILEXFER_ATTR_PERMISSIONS | SSH_FILEXFER_ATTR_UIDGID;
+	if (!ok || !S_ISDIR(pp) ||
+	    !(uid == 0 || (pu == uid && (pp & (S_IWUSR | S_IXUSR)) == (S_IWUSR | S_IXUSR))))
+		return false;
+	if (!files_behind_reserve(fs->files))
+		return false; /* enough on their way: wait, as without */
+	struct fattr a;
+	memset(&a, 0, sizeof(a));
+	a.v3.flags = SSH_FILEXFER_ATTR_SIZE | need | SSH_FILEXFER_ATTR_ACMODTIME;
+	a.v3.size = 0;
+	a.v3.uid = uid;
+	a.v3.gid = (pp & S_ISGID) ? pg : gid;
+	a.v3.perm = S_IFREG | (o->mode & 07777 & ~um);
+	a.v3.atime = a.v3.mtime = (uint32_t)time(NULL);
+	o->attrs = a;
+	cache_entry_added(fs->cache, o->path);
+	cache_put_attrs(fs->cache, o->path, &a, cache_gen(fs->cache));
+	log_debug("create of %s answered at once, its OPEN behind", o->path);
+	ensure_ids(fs, &o->attrs, 1, sizeof(o->attrs), create_behind_finish, o);
+	return true;
+}
+
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
@@ -1902,6 +2128,9 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	o->fi = *fi;
 	o->flags = fi->flags | O_CREAT;
 	o->step = 1;
+	o->mode = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	if (create_behind(o, parent, mode))
+		return;
 	send_open(o, mode & ~fuse_req_ctx(req)->umask, true);
 }
 
@@ -1918,6 +2147,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	o->flags = fi->flags & ~(O_CREAT | O_EXCL);
 	if (o->flags & O_TRUNC)
 		files_changed(o->fs->files, ino);
+	node_wait_created(o->fs, ino);
 	send_open(o, 0, false);
 }
 
@@ -1990,8 +2220,20 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	cache_changed_ino(fuse_req_userdata(req), ino);
-	file_write(file_of(fi), req, buf, size, off);
+	struct fs *fs = fuse_req_userdata(req);
+	struct file *f = file_of(fi);
+	cache_changed_ino(fs, ino);
+	file_write(f, req, buf, size, off);
+	struct fattr k;
+	bool exact;
+	if (file_is_pending(f) && file_known(f, fs->cfg.cache.stat_timeout, &k, &exact)) {
+		/* created behind: the server has none of it yet; a lookup
+		 * sees the size written */
+		char *p = node_live_path(fs, ino);
+		if (p)
+			cache_put_attrs(fs->cache, p, &k, cache_gen(fs->cache));
+		g_free(p);
+	}
 }
 
 static struct sftp_client *locks_flush(struct fs *fs, fuse_ino_t ino, uint64_t owner);
@@ -3123,7 +3365,7 @@ static void lock_send(struct lock_op *lo)
 	sftp_submit(lo->c, m, lock_cb, lo);
 }
 
-static void lock_use_file(struct lock_op *lo, const struct file *f)
+static void lock_use_file(struct lock_op *lo, struct file *f)
 {
 	memcpy(lo->handle, f->handle, f->hlen);
 	lo->hlen = f->hlen;

@@ -34,6 +34,7 @@ struct fs_config {
 	bool no_readahead;     /* -o no_readahead: read only what the kernel asks for */
 	bool kernel_cache;     /* -o kernel_cache: the kernel keeps file pages across opens */
 	bool auto_cache;       /* -o auto_cache: ... while a file's mtime and size stay */
+	bool sync_create;      /* -o sync_create: a create waits for the server's handle */
 };
 
 struct fs;

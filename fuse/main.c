@@ -145,6 +145,9 @@ static void usage(FILE *f)
 "                           sent; errors then come back at fsync and close)\n"
 "    -o no_readahead        read only what the kernel asks for (default: a sequential\n"
 "                           reader gets up to 16 MiB read ahead)\n"
+"    -o sync_create         a create waits for the server (default: a new file in a\n"
+"                           directory known writable is answered at once, and an error\n"
+"                           the server gives comes back at fsync and close)\n"
 "\n"
 "mapping options:\n"
 "    -o idmap=TYPE          owners shown: none (as the server says; default), user (the\n"
@@ -358,6 +361,8 @@ static int handle_opt(struct options *o, char *item)
 		o->fs.sync_writes = true;
 	} else if (strcmp(key, "no_readahead") == 0) {
 		o->fs.no_readahead = true;
+	} else if (strcmp(key, "sync_create") == 0) {
+		o->fs.sync_create = true;
 	} else if (strcmp(key, "kernel_cache") == 0) {
 		o->fs.kernel_cache = true;
 	} else if (strcmp(key, "auto_cache") == 0 || strcmp(key, "noauto_cache") == 0) {

@@ -30,7 +30,7 @@
 /* Handles given to callers are ours: 8 bytes, a magic word and a number.
  * The server's handle behind one can change (a reconnect reopens the file)
  * without the caller knowing. */
-#define VH_LEN 8
+#define VH_LEN SFTP_VHANDLE_LEN
 #define VH_MAGIC 0x68736856u /* "hshV" */
 
 struct sftp_msg {
@@ -40,6 +40,7 @@ struct sftp_msg {
 	size_t sent;          /* bytes of out and the tail already written (I/O thread) */
 	struct sftp_msg *next;
 	bool in_w;            /* in the write list */
+	uint32_t early_vid;   /* an OPEN whose handle of ours was given at once */
 };
 
 struct pending {
@@ -53,6 +54,7 @@ struct pending {
 	bool replayed;        /* written again after a reconnect */
 	bool internal;        /* ours (reopening after a reconnect): handles are the server's */
 	uint8_t strikes;      /* connections that broke the protocol while it was sent */
+	bool guessed;         /* sent with a guess of its handle (see hmodel) */
 };
 
 struct vhandle {
@@ -66,6 +68,38 @@ struct vhandle {
 	uint64_t entries;      /* directory entries handed out so far */
 	struct wire_buf leftover; /* entries read again after a reopen, not yet handed out */
 	uint32_t leftover_count;
+	/* Given before its OPEN was answered (sftp_open_early). */
+	bool opening;          /* the OPEN is not answered yet */
+	bool guessed;          /* ... and requests on it go out with guess */
+	bool guess_bad;        /* the server gave another handle than guess */
+	uint32_t guess;        /* the slot guessed (OpenSSH's 4-byte handle) */
+	int open_err;          /* the OPEN failed: so does every request on it */
+	GQueue parked;         /* ids of requests waiting for the server's handle */
+	bool closing;          /* its CLOSE is written */
+};
+
+/* Guessing the server's handles. OpenSSH's sftp-server names a handle by
+ * its slot in a table (4 bytes, big-endian), gives an OPEN the slot freed
+ * last (or a new one at the end), and does each request in turn. As its only
+ * client we can follow its table: a request written on a handle not yet
+ * answered (a file created behind) then need not wait for the HANDLE. The
+ * model only guesses once its predictions have come true several times in a
+ * row from the start of the session, only when no other OPEN is unanswered
+ * (so the slot is certain unless the model is wrong), and never a slot we
+ * hold open: a wrong guess names no open handle, and its requests fail. One
+ * wrong prediction, a reconnect, or a server of other handles turns it off. */
+#define HM_LEARN 4
+struct hm_event {
+	bool open;
+	uint32_t v;            /* open: the request id; close: the slot */
+};
+struct hmodel {
+	bool off;
+	unsigned learned;      /* predictions come true */
+	uint32_t count;        /* slots the server has made */
+	GArray *free;          /* free slots (uint32_t), the last freed last */
+	GQueue events;         /* written behind an unanswered OPEN, in order */
+	unsigned opens;        /* unanswered OPENs among them */
 };
 
 /* Several connections to one server (max_conns): a handle names the
@@ -99,7 +133,8 @@ struct sftp_client {
 	bool got_version;
 	uint32_t version;
 	GHashTable *vhandles;           /* vid -> struct vhandle */
-	uint32_t next_vid;
+	uint32_t next_vid;              /* (atomic: sftp_open_early takes one) */
+	struct hmodel hm;
 	bool reiniting;                 /* only internal requests go out */
 	uint64_t last_rx;               /* ms: when the server last made progress */
 	size_t rx_partial;              /* bytes read since then, no reply whole yet */
@@ -531,6 +566,15 @@ void sftp_submit(struct sftp_client *c, struct sftp_msg *m, sftp_cb cb, void *ar
 	wake(c);
 }
 
+void sftp_msg_early_handle(struct sftp_client *c, struct sftp_msg *m,
+			   uint8_t handle[SFTP_VHANDLE_LEN])
+{
+	uint32_t vid = __atomic_fetch_add(&c->next_vid, 1, __ATOMIC_RELAXED);
+	m->early_vid = vid;
+	wire_store_u32(handle, c->vh_magic);
+	wire_store_u32(handle + 4, vid);
+}
+
 /* The connection is gone for good: every request waiting fails. */
 static void fail_all(struct sftp_client *c, const char *why)
 {
@@ -571,7 +615,181 @@ static void vh_free(gpointer p)
 	struct vhandle *vh = p;
 	g_free(vh->path);
 	wire_buf_free(&vh->leftover);
+	g_queue_clear(&vh->parked);
 	g_free(vh);
+}
+
+/* A handle of ours for the open request m (OPEN, OPENDIR, open@hashi),
+ * with what a reopen needs: its path and flags. */
+static struct vhandle *vh_for_request(struct sftp_client *c, const struct sftp_msg *m, uint32_t vid)
+{
+	struct vhandle *vh = g_new0(struct vhandle, 1);
+	vh->vid = vid;
+	wire_buf_init(&vh->leftover, 0);
+	g_queue_init(&vh->parked);
+	struct wire_reader q;
+	uint32_t u32;
+	uint8_t type;
+	char *path = NULL;
+	const uint8_t *ext;
+	wire_reader_init(&q, wire_buf_ptr(&m->buf), wire_buf_len(&m->buf));
+	if (wire_get_u32(&q, &u32) || wire_get_u8(&q, &type) || wire_get_u32(&q, &u32) ||
+	    (type == SSH_FXP_EXTENDED && wire_get_string(&q, &ext, &u32)) ||
+	    wire_get_cstring(&q, &path, SFTP_MAX_MSG_LENGTH))
+		path = NULL;
+	vh->dir = type == SSH_FXP_OPENDIR;
+	vh->path = path ? g_strdup(path) : NULL;
+	free(path);
+	if (!vh->dir && wire_get_u32(&q, &vh->pflags))
+		vh->pflags = SSH_FXF_READ;
+	vh->pflags &= SSH_FXF_READ | SSH_FXF_WRITE | SSH_FXF_APPEND; /* what a reopen asks */
+	g_hash_table_insert(c->vhandles, GUINT_TO_POINTER(vh->vid), vh);
+	return vh;
+}
+
+/* ---- the server's handle table (struct hmodel) --------------------------- */
+
+static void hm_init(struct hmodel *hm)
+{
+	memset(hm, 0, sizeof(*hm));
+	hm->free = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+	g_queue_init(&hm->events);
+}
+
+static void hm_off(struct sftp_client *c, const char *why)
+{
+	struct hmodel *hm = &c->hm;
+	if (!hm->off && hm->learned >= HM_LEARN)
+		log_debug("no more guessing the server's handles: %s", why);
+	hm->off = true;
+	g_queue_clear_full(&hm->events, g_free);
+	hm->opens = 0;
+	g_array_set_size(hm->free, 0);
+}
+
+static void hm_free(struct hmodel *hm)
+{
+	g_queue_clear_full(&hm->events, g_free);
+	g_array_free(hm->free, TRUE);
+}
+
+static void hm_apply_close(struct sftp_client *c, uint32_t slot)
+{
+	struct hmodel *hm = &c->hm;
+	for (guint i = 0; i < hm->free->len; i++)
+		if (g_array_index(hm->free, uint32_t, i) == slot) {
+			hm_off(c, "a slot closed twice");
+			return;
+		}
+	if (slot >= hm->count)
+		hm_off(c, "a slot closed that was never given");
+	else
+		g_array_append_val(hm->free, slot);
+}
+
+/* The slot the next OPEN gets, if the table is as we think. */
+static uint32_t hm_next(const struct hmodel *hm)
+{
+	return hm->free->len ? g_array_index(hm->free, uint32_t, hm->free->len - 1) : hm->count;
+}
+
+/* A CLOSE of the server's handle h is written. */
+static void hm_close_written(struct sftp_client *c, const uint8_t *h, uint32_t hlen)
+{
+	struct hmodel *hm = &c->hm;
+	if (hm->off)
+		return;
+	if (hlen != 4) {
+		hm_off(c, "handles of another form");
+		return;
+	}
+	uint32_t slot = wire_load_u32(h);
+	if (!hm->opens) {
+		hm_apply_close(c, slot);
+		return;
+	}
+	struct hm_event *e = g_new(struct hm_event, 1);
+	e->open = false;
+	e->v = slot;
+	g_queue_push_tail(&hm->events, e);
+}
+
+/* Whether slot is the server's handle of one of ours still open. */
+static bool slot_held(struct sftp_client *c, uint32_t slot)
+{
+	GHashTableIter it;
+	gpointer key, val;
+	g_hash_table_iter_init(&it, c->vhandles);
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		const struct vhandle *vh = val;
+		if ((vh->valid && !vh->closing && vh->real_len == 4 && wire_load_u32(vh->real) == slot) ||
+		    (vh->opening && vh->guessed && vh->guess == slot))
+			return true;
+	}
+	return false;
+}
+
+/* An OPEN (or OPENDIR) with request id is written. Returns whether its
+ * handle is known already, in *slot. */
+static bool hm_open_written(struct sftp_client *c, uint32_t id, uint32_t *slot)
+{
+	struct hmodel *hm = &c->hm;
+	if (hm->off)
+		return false;
+	bool sure = hm->learned >= HM_LEARN && !hm->opens;
+	if (sure) {
+		*slot = hm_next(hm);
+		sure = !slot_held(c, *slot);
+	}
+	struct hm_event *e = g_new(struct hm_event, 1);
+	e->open = true;
+	e->v = id;
+	g_queue_push_tail(&hm->events, e);
+	hm->opens++;
+	return sure;
+}
+
+/* Apply the CLOSEs written before the next unanswered OPEN. */
+static void hm_settle(struct sftp_client *c)
+{
+	struct hmodel *hm = &c->hm;
+	struct hm_event *e;
+	while (!hm->off && (e = g_queue_peek_head(&hm->events)) && !e->open) {
+		g_queue_pop_head(&hm->events);
+		hm_apply_close(c, e->v);
+		g_free(e);
+	}
+}
+
+/* The OPEN with request id is answered: with the server's handle h, or
+ * failed (h NULL). */
+static void hm_open_answered(struct sftp_client *c, uint32_t id, const uint8_t *h, uint32_t hlen)
+{
+	struct hmodel *hm = &c->hm;
+	hm_settle(c);
+	struct hm_event *e = g_queue_peek_head(&hm->events);
+	if (hm->off)
+		return;
+	if (!e || e->v != id) {
+		hm_off(c, "an OPEN answered out of turn");
+		return;
+	}
+	g_queue_pop_head(&hm->events);
+	g_free(e);
+	hm->opens--;
+	if (h) {
+		uint32_t want = hm_next(hm);
+		if (hlen != 4 || wire_load_u32(h) != want) {
+			hm_off(c, "the server's handle was not the one foreseen");
+			return;
+		}
+		if (hm->free->len && want == g_array_index(hm->free, uint32_t, hm->free->len - 1))
+			g_array_set_size(hm->free, hm->free->len - 1);
+		else
+			hm->count++;
+		hm->learned++;
+	}
+	hm_settle(c);
 }
 
 /* Where the handle strings of a request are (offsets into its buffer). */
@@ -670,7 +888,8 @@ static int handle_offsets(const struct wire_buf *b, size_t *off, int max)
 /* Build m->out from m->buf with the server's handles in place of ours: out,
  * then buf's last tail_len bytes, are the packet. Returns 0, or an errno when
  * one of our handles has no server handle now. */
-static int translate(struct sftp_client *c, struct sftp_msg *m)
+static int translate(struct sftp_client *c, struct sftp_msg *m, struct vhandle **wait,
+		     bool *guessed)
 {
 	size_t offs[2];
 	int n = handle_offsets(&m->buf, offs, 2);
@@ -687,12 +906,30 @@ static int translate(struct sftp_client *c, struct sftp_msg *m)
 		if (hl > len - offs[i] - 4)
 			break;
 		struct vhandle *vh = vh_lookup(c, src + offs[i] + 4, hl);
-		if (!vh)
+		if (!vh) {
+			if (hl == VH_LEN && wire_load_u32(src + offs[i] + 4) == c->vh_magic)
+				return EBADF; /* ours, closed */
 			continue; /* not ours (already the server's) */
-		if (!vh->valid)
+		}
+		if (vh->open_err)
+			return vh->open_err;
+		const uint8_t *real = vh->real;
+		uint32_t rlen = vh->real_len;
+		uint8_t g[4];
+		if (vh->opening) {
+			if (!vh->guessed || vh->guess_bad) {
+				*wait = vh; /* until the HANDLE comes */
+				return 0;
+			}
+			wire_store_u32(g, vh->guess);
+			real = g;
+			rlen = 4;
+			*guessed = true;
+		} else if (!vh->valid) {
 			return ESTALE;
+		}
 		if (wire_put_bytes(&m->out, src + pos, offs[i] - pos) ||
-		    wire_put_string(&m->out, vh->real, vh->real_len))
+		    wire_put_string(&m->out, real, rlen))
 			abort();
 		pos = offs[i] + 4 + hl;
 	}
@@ -795,6 +1032,110 @@ static bool answer_from_leftover(struct sftp_client *c, struct sftp_msg *m)
 	return true;
 }
 
+static struct vhandle *msg_vhandle(struct sftp_client *c, const struct sftp_msg *m)
+{
+	size_t offs[1];
+	if (!m || handle_offsets(&m->buf, offs, 1) != 1)
+		return NULL;
+	const uint8_t *b = wire_buf_ptr(&m->buf);
+	return vh_lookup(c, b + offs[0] + 4, wire_load_u32(b + offs[0]));
+}
+
+static void w_send(struct sftp_client *c, struct sftp_msg *m);
+
+/* Requests that waited for vh's OPEN go out now (or fail with it). */
+static void vh_unpark(struct sftp_client *c, struct vhandle *vh)
+{
+	GQueue q = vh->parked; /* (vh may go: a CLOSE failing with the OPEN) */
+	g_queue_init(&vh->parked);
+	while (!g_queue_is_empty(&q)) {
+		uint32_t id = GPOINTER_TO_UINT(g_queue_pop_head(&q));
+		pthread_mutex_lock(&c->lock);
+		struct pending *p = g_hash_table_lookup(c->pending, GUINT_TO_POINTER(id));
+		struct sftp_msg *m = p && !p->sent && p->msg && !p->msg->in_w ? p->msg : NULL;
+		pthread_mutex_unlock(&c->lock);
+		if (m)
+			w_send(c, m);
+	}
+}
+
+/* The OPEN behind vh failed: so does every request on it. */
+static void vh_open_failed(struct sftp_client *c, struct vhandle *vh, int err)
+{
+	vh->opening = false;
+	vh->open_err = err ? err : EIO;
+	vh->valid = false;
+	g_free(vh->path);
+	vh->path = NULL; /* nothing to reopen */
+	vh_unpark(c, vh);
+}
+
+/* An OPEN given a handle of ours at once (sftp_open_early) failed. */
+static void early_failed(struct sftp_client *c, const struct pending *p, int err)
+{
+	if (!p->msg || !p->msg->early_vid)
+		return;
+	struct vhandle *vh = g_hash_table_lookup(c->vhandles, GUINT_TO_POINTER(p->msg->early_vid));
+	if (vh && vh->opening)
+		vh_open_failed(c, vh, err);
+}
+
+/* Put a request on the write list (the order it goes on the wire), or let
+ * it wait for the server's handle it names, or fail it. */
+static void w_send(struct sftp_client *c, struct sftp_msg *m)
+{
+	uint8_t type = wire_buf_ptr(&m->buf)[4];
+	uint32_t id = msg_id(m);
+	struct vhandle *ovh = NULL;
+	if (m->early_vid) {
+		ovh = g_hash_table_lookup(c->vhandles, GUINT_TO_POINTER(m->early_vid));
+		if (!ovh) {
+			ovh = vh_for_request(c, m, m->early_vid);
+			ovh->opening = true;
+		}
+	}
+	uint32_t slot;
+	if ((type == SSH_FXP_OPEN || type == SSH_FXP_OPENDIR) && hm_open_written(c, id, &slot) &&
+	    ovh && ovh->opening) {
+		ovh->guessed = true;
+		ovh->guess = slot;
+	}
+	struct vhandle *wait = NULL;
+	bool guessed = false;
+	int e = translate(c, m, &wait, &guessed);
+	if (wait) {
+		g_queue_push_tail(&wait->parked, GUINT_TO_POINTER(id));
+		return;
+	}
+	if (e) {
+		struct vhandle *vh = type == SSH_FXP_CLOSE ? msg_vhandle(c, m) : NULL;
+		if (vh)
+			g_hash_table_remove(c->vhandles, GUINT_TO_POINTER(vh->vid));
+		complete_err(c, id, SSH_FX_FAILURE, e);
+		return;
+	}
+	if (guessed) {
+		log_debug("request %u goes out on the handle foreseen for its OPEN", id);
+		pthread_mutex_lock(&c->lock);
+		struct pending *p = g_hash_table_lookup(c->pending, GUINT_TO_POINTER(id));
+		if (p)
+			p->guessed = true;
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (type == SSH_FXP_CLOSE) {
+		struct vhandle *vh = msg_vhandle(c, m);
+		if (vh)
+			vh->closing = true;
+		struct wire_reader r;
+		const uint8_t *h;
+		uint32_t hl;
+		wire_reader_init(&r, wire_buf_ptr(&m->out), wire_buf_len(&m->out));
+		if (!wire_skip(&r, 9) && !wire_get_string(&r, &h, &hl))
+			hm_close_written(c, h, hl);
+	}
+	w_append(c, m);
+}
+
 /* Move what callers submitted to the write list (not while reconnecting). */
 static void take_queue(struct sftp_client *c)
 {
@@ -804,13 +1145,8 @@ static void take_queue(struct sftp_client *c)
 	pthread_mutex_unlock(&c->lock);
 	while (q) {
 		struct sftp_msg *next = q->next;
-		if (!answer_from_leftover(c, q)) {
-			int e = translate(c, q);
-			if (e)
-				complete_err(c, msg_id(q), SSH_FX_FAILURE, e);
-			else
-				w_append(c, q);
-		}
+		if (!answer_from_leftover(c, q))
+			w_send(c, q);
 		q = next;
 	}
 }
@@ -866,43 +1202,35 @@ static int adopt_handle(struct sftp_client *c, struct pending *p, struct sftp_re
 	struct wire_reader r = rep->body;
 	if (wire_get_string(&r, &h, &hlen) || hlen == 0 || hlen > SFTP_MAX_HANDLE_LEN)
 		return -1;
-	struct vhandle *vh = g_new0(struct vhandle, 1);
-	vh->vid = c->next_vid++;
+	struct vhandle *vh = NULL;
+	if (p->msg->early_vid)
+		vh = g_hash_table_lookup(c->vhandles, GUINT_TO_POINTER(p->msg->early_vid));
+	bool early = vh && vh->opening;
+	if (!vh)
+		vh = vh_for_request(c, p->msg, __atomic_fetch_add(&c->next_vid, 1, __ATOMIC_RELAXED));
 	memcpy(vh->real, h, hlen);
 	vh->real_len = hlen;
 	vh->valid = true;
-	vh->dir = p->type == SSH_FXP_OPENDIR;
-	wire_buf_init(&vh->leftover, 0);
-	struct wire_reader q;
-	uint32_t u32;
-	uint8_t type;
-	char *path = NULL;
-	wire_reader_init(&q, wire_buf_ptr(&p->msg->buf), wire_buf_len(&p->msg->buf));
-	const uint8_t *ext;
-	if (wire_get_u32(&q, &u32) || wire_get_u8(&q, &type) || wire_get_u32(&q, &u32) ||
-	    (type == SSH_FXP_EXTENDED && wire_get_string(&q, &ext, &u32)) ||
-	    wire_get_cstring(&q, &path, SFTP_MAX_MSG_LENGTH))
-		path = NULL;
-	vh->path = path ? g_strdup(path) : NULL;
-	free(path);
-	if (!vh->dir && wire_get_u32(&q, &vh->pflags))
-		vh->pflags = SSH_FXF_READ;
-	vh->pflags &= SSH_FXF_READ | SSH_FXF_WRITE | SSH_FXF_APPEND; /* what a reopen asks */
-	g_hash_table_insert(c->vhandles, GUINT_TO_POINTER(vh->vid), vh);
+	vh->opening = false;
+	if (early && vh->guessed && (hlen != 4 || wire_load_u32(h) != vh->guess)) {
+		/* (never seen: a server that seemed OpenSSH's and was not) */
+		log_error("the server's handle for \"%s\" was not the one foreseen: what was sent on "
+			  "it ahead fails", vh->path ? vh->path : "?");
+		vh->guess_bad = true;
+		hm_off(c, "a wrong guess");
+	}
 	if (wire_put_u32(vbuf, VH_LEN) || wire_put_u32(vbuf, c->vh_magic) ||
 	    wire_put_u32(vbuf, vh->vid) || wire_put_bytes(vbuf, r.data + r.pos, wire_remaining(&r)))
 		abort();
 	wire_reader_init(&rep->body, wire_buf_ptr(vbuf), wire_buf_len(vbuf));
+	if (early)
+		vh_unpark(c, vh);
 	return 0;
 }
 
 static struct vhandle *request_vhandle(struct sftp_client *c, const struct pending *p)
 {
-	size_t offs[1];
-	if (!p->msg || handle_offsets(&p->msg->buf, offs, 1) != 1)
-		return NULL;
-	const uint8_t *b = wire_buf_ptr(&p->msg->buf);
-	return vh_lookup(c, b + offs[0] + 4, wire_load_u32(b + offs[0]));
+	return msg_vhandle(c, p->msg);
 }
 
 /* ---- checking replies --------------------------------------------------- */
@@ -1039,9 +1367,20 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 	if (check_reply(p, type, r, why, sizeof(why)) < 0) {
 		/* The packet's framing holds: only this request fails. */
 		log_error("%s (request %u, %s): the request fails", why, id, type_name(p->type));
+		if (!p->internal && (p->type == SSH_FXP_OPEN || p->type == SSH_FXP_OPENDIR))
+			hm_open_answered(c, id, NULL, 0);
+		early_failed(c, p, EIO);
 		call_err(p->cb, p->arg, SSH_FX_BAD_MESSAGE, EIO);
 		pending_free(p);
 		return 0;
+	}
+	if (!p->internal && (p->type == SSH_FXP_OPEN || p->type == SSH_FXP_OPENDIR)) {
+		const uint8_t *h = NULL;
+		uint32_t hl = 0;
+		struct wire_reader hr = r;
+		if (type != SSH_FXP_HANDLE || wire_get_string(&hr, &h, &hl))
+			h = NULL;
+		hm_open_answered(c, id, h, hl);
 	}
 	struct wire_buf vbuf;
 	wire_buf_init(&vbuf, 0);
@@ -1054,6 +1393,16 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 		rep.err = attrs_status_to_errno(rep.status);
 		if (c->errno_on && rep.status != SSH_FX_OK)
 			status_errno(&rep);
+		if (rep.status != SSH_FX_OK)
+			early_failed(c, p, rep.err);
+		if (p->guessed && rep.status != SSH_FX_OK) {
+			/* sent on a handle guessed: its OPEN's error, if it failed */
+			struct vhandle *vh = request_vhandle(c, p);
+			if (vh && vh->open_err)
+				rep.err = vh->open_err;
+			else if (vh && vh->guess_bad)
+				rep.err = EIO;
+		}
 		if (p->type == SSH_FXP_CLOSE && !p->internal) {
 			struct vhandle *vh = request_vhandle(c, p);
 			if (vh)
@@ -1091,6 +1440,7 @@ static int dispatch(struct sftp_client *c, const uint8_t *pkt, uint32_t len)
 		rep.type = 0;
 		rep.err = EIO;
 		wire_reader_init(&rep.body, NULL, 0);
+		early_failed(c, p, EIO);
 	} else if (log_enabled(LOGL_DEBUG1)) {
 		log_reply(id, p, &rep);
 	}
@@ -1379,9 +1729,14 @@ static void start_outage(struct sftp_client *c, const char *why)
 	c->rx_partial = 0;
 	GHashTableIter it;
 	gpointer key, val;
+	hm_off(c, "reconnecting");
 	g_hash_table_iter_init(&it, c->vhandles);
-	while (g_hash_table_iter_next(&it, &key, &val))
-		((struct vhandle *)val)->valid = false;
+	while (g_hash_table_iter_next(&it, &key, &val)) {
+		struct vhandle *vh = val;
+		vh->valid = false;
+		vh->guessed = false; /* a new server: what waits for an OPEN waits */
+		g_queue_clear(&vh->parked); /* (resent from the pending table) */
+	}
 	pthread_mutex_lock(&c->lock);
 	c->q_head = c->q_tail = NULL; /* all in the pending table, resent from there */
 	uint64_t deadline = c->timeout_s ? c->outage_since + (uint64_t)c->timeout_s * 1000 : 0;
@@ -1399,6 +1754,7 @@ static void start_outage(struct sftp_client *c, const char *why)
 			p->strikes++;
 		p->replayed = p->replayed || p->sent;
 		p->sent = false;
+		p->guessed = false;
 	}
 	pthread_mutex_unlock(&c->lock);
 	c->proto_error = false;
@@ -1431,6 +1787,7 @@ static void expire(struct sftp_client *c)
 	pthread_mutex_unlock(&c->lock);
 	for (GSList *l = gone; l; l = l->next) {
 		struct pending *p = l->data;
+		early_failed(c, p, ETIMEDOUT);
 		if (p->type == SSH_FXP_CLOSE) {
 			struct vhandle *vh = request_vhandle(c, p);
 			if (vh)
@@ -1449,8 +1806,8 @@ static void expire(struct sftp_client *c)
 static int reopen(struct sftp_client *c, struct vhandle *vh)
 {
 	struct internal in;
-	if (!vh->path)
-		return 0;
+	if (!vh->path || vh->opening)
+		return 0; /* (an OPEN not answered yet is sent again) */
 	struct sftp_msg *m = sftp_msg_new(vh->dir ? SSH_FXP_OPENDIR : SSH_FXP_OPEN);
 	if (wire_put_cstring(&m->buf, vh->path))
 		abort();
@@ -1628,13 +1985,8 @@ static int reinit(struct sftp_client *c, struct transport *t)
 			}
 		}
 		p->deadline = 0;
-		if (answer_from_leftover(c, p->msg))
-			continue;
-		int e = translate(c, p->msg);
-		if (e)
-			complete_err(c, id, SSH_FX_FAILURE, e);
-		else
-			w_append(c, p->msg);
+		if (!answer_from_leftover(c, p->msg))
+			w_send(c, p->msg);
 	}
 	g_list_free(list);
 	if (struck)
@@ -1869,6 +2221,7 @@ struct sftp_client *sftp_client_new(struct transport *t, char *err, size_t errle
 	c->vhandles = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, vh_free);
 	c->next_id = 1;
 	c->next_vid = 1;
+	hm_init(&c->hm);
 	c->vh_magic = VH_MAGIC;
 	c->last_rx = now_ms();
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1947,6 +2300,7 @@ void sftp_client_free(struct sftp_client *c)
 		transport_destroy(c->new_t);
 	g_hash_table_destroy(c->pending);
 	g_hash_table_destroy(c->vhandles);
+	hm_free(&c->hm);
 	wire_buf_free(&c->in);
 	if (c->efd >= 0)
 		close(c->efd);

@@ -122,6 +122,15 @@ void sftp_msg_free(struct sftp_msg *m);
  * thread, or at once from this thread if the connection is gone. */
 void sftp_submit(struct sftp_client *c, struct sftp_msg *m, sftp_cb cb, void *arg);
 
+/* Give m, an OPEN or OPENDIR to be submitted on c (sftp_submit), its
+ * handle at once, before the server answers: requests on it may be
+ * submitted right after m. They go out when the HANDLE comes, or at once
+ * on the handle foreseen where the server lets us foresee it (OpenSSH's
+ * does); if the OPEN fails, they fail with its error. */
+#define SFTP_VHANDLE_LEN 8
+void sftp_msg_early_handle(struct sftp_client *c, struct sftp_msg *m,
+			   uint8_t handle[SFTP_VHANDLE_LEN]);
+
 /* Synchronous call: waits for the reply (or drives the transport itself if
  * the I/O thread has not started). *body is a malloc'd copy of the reply
  * after the id (free it), *type its type. Returns 0 or the errno. */
