@@ -86,8 +86,9 @@ def test_tar_of_small_files_arrives_whole(menv, tmp_path):
                 st = os.stat(p)
                 assert (st.st_mode & 0o7777, int(st.st_mtime)) == (mode, mtime), p
         assert behind_count(dm) >= len(src), "tar's creates did not go behind"
-        # each file's WRITE and FSETSTAT left before its OPEN was answered
-        assert dm.log().count(FORESEEN) >= 2 * len(src), "no request went out on a foreseen handle"
+        # files' WRITE and FSETSTAT left before their OPEN was answered
+        # (two each; not when another OPEN, a listing's, was unanswered)
+        assert dm.log().count(FORESEEN) >= len(src), "few requests went out on a foreseen handle"
     finally:
         dm.close()
 

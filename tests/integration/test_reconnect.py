@@ -1205,6 +1205,50 @@ def test_mkdir_rename_after_reconnect(rig):
     assert m.wait_exit(20) == 0
 
 
+def test_creates_behind_across_reconnect(rig):
+    """Small files created behind (answered before the server's HANDLE,
+    their writes sent on the handle foreseen or held for it) while the
+    serving sshd is killed: every file the writer closed without an error
+    is on the server whole, and none failed."""
+    m = rig.mount(*ALIVE, "timeout=30", "debug")
+    d = m.path / "d"
+    os.mkdir(d)
+    for i in range(6):  # hashi learns the owner of new files and the server's handles
+        (d / f"w{i}").write_bytes(b"warm")
+    os.listdir(d)
+    done, errors = [], []
+    halfway = threading.Event()
+
+    def writer():
+        for i in range(300):
+            data = b"%d;" % i * (20 + i)
+            try:
+                fd = os.open(d / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
+                done.append((i, data))
+            except OSError as e:
+                errors.append((i, e))
+            if i == 100:
+                halfway.set()
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    assert halfway.wait(60), "the writer did not reach file 100 within 60s"
+    rig.sshd.kill(m.sessions())
+    t.join(120)
+    assert not t.is_alive(), "the writer hung"
+    assert not errors, f"{errors[:3]}\n{m.log()[-3000:]}"
+    assert len(done) == 300
+    for i, data in done:
+        assert (m.export / "d" / f"f{i}").read_bytes() == data, f"f{i}"
+    assert m.count(LOST_RE) >= 1, "the kill came after the writer was done: nothing was tested"
+    assert "its OPEN behind" in m.log()
+    assert m.fusermount_u().returncode == 0
+    assert m.wait_exit(20) == 0
+
+
 def test_open_directory_across_reconnect(rig):
     m = rig.mount(*ALIVE, "timeout=30")
     d = m.export / "big"
