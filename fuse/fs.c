@@ -2325,7 +2325,7 @@ struct dir {
 	pthread_mutex_t lock;
 };
 
-#define DIR_PIPELINE 2
+#define DIR_PIPELINE 3
 /* Background listings in flight at most. */
 #define DIR_FETCH_MAX 16
 /* Lookups that miss in one directory before its listing is fetched. */
