@@ -370,8 +370,9 @@ def test_ls_l_costs_the_readdirs_only(dmount):
     out = subprocess.run(["ls", "-l", str(m)], capture_output=True, text=True, check=True)
     assert out.stdout.count("file") == 200
     cold = dmount.requests()
-    # OpenSSH's server sends up to 100 names per READDIR: 2 or 3, then EOF.
-    assert cold.get("READDIR", 0) <= 5, cold
+    # OpenSSH's server sends up to 100 names per READDIR: 2 or 3, then EOF
+    # (and the two more that were in flight with it, fs.c's DIR_PIPELINE).
+    assert cold.get("READDIR", 0) <= 6, cold
     assert lstats(cold) <= 2, f"one attribute request per file? {cold}"
     # Warm: the listing and every attribute come from the caches.
     out2 = subprocess.run(["ls", "-l", str(m)], capture_output=True, text=True, check=True)
