@@ -1284,8 +1284,13 @@ out_fs:
 	fs_free(fs);
 	fuse_opt_free_args(&args);
 	g_ptr_array_free(fargs, TRUE);
-	if (sftp_client_orphans())
-		return ret == 0 ? 0 : 1; /* a reconnect thread still reads these */
+	if (sftp_client_orphans()) {
+		/* A reconnect thread is still inside a connect: it reads these,
+		 * and libcrypto, whose exit handlers would free the locks and
+		 * ciphers under it (a SIGSEGV at unmount). Leave without them. */
+		fflush(NULL);
+		_exit(ret == 0 ? 0 : 1);
+	}
 	options_free(&o);
 	free(user);
 	free(host);
