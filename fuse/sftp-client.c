@@ -68,7 +68,7 @@ struct vhandle {
 	uint64_t entries;      /* directory entries handed out so far */
 	struct wire_buf leftover; /* entries read again after a reopen, not yet handed out */
 	uint32_t leftover_count;
-	/* Given before its OPEN was answered (sftp_open_early). */
+	/* Given before its OPEN was answered (sftp_msg_early_handle). */
 	bool opening;          /* the OPEN is not answered yet */
 	bool guessed;          /* ... and requests on it go out with guess */
 	bool guess_bad;        /* the server gave another handle than guess */
@@ -83,12 +83,15 @@ struct vhandle {
  * last (or a new one at the end), and does each request in turn. As its only
  * client we can follow its table: a request written on a handle not yet
  * answered (a file created behind) then need not wait for the HANDLE. The
- * model only guesses once its predictions have come true several times in a
- * row from the start of the session, only when no other OPEN is unanswered
- * (so the slot is certain unless the model is wrong), and never a slot we
- * hold open: a wrong guess names no open handle, and its requests fail. One
- * wrong prediction, a reconnect, or a server of other handles turns it off. */
+ * model guesses only once its predictions have come true several times from
+ * the start of the session, freed slots given again among them; only when
+ * no other OPEN is unanswered (so the slot is certain unless the model is
+ * wrong); only where the rule of older versions (the lowest free slot)
+ * would give the same; and never a slot we hold open: a wrong
+ * guess names no open handle, and its requests fail (EIO). One wrong
+ * prediction, a reconnect, or a server of other handles turns it off. */
 #define HM_LEARN 4
+#define HM_REUSED 2
 struct hm_event {
 	bool open;
 	uint32_t v;            /* open: the request id; close: the slot */
@@ -96,6 +99,7 @@ struct hm_event {
 struct hmodel {
 	bool off;
 	unsigned learned;      /* predictions come true */
+	unsigned reused;       /* ... of a freed slot given again */
 	uint32_t count;        /* slots the server has made */
 	GArray *free;          /* free slots (uint32_t), the last freed last */
 	GQueue events;         /* written behind an unanswered OPEN, in order */
@@ -133,7 +137,7 @@ struct sftp_client {
 	bool got_version;
 	uint32_t version;
 	GHashTable *vhandles;           /* vid -> struct vhandle */
-	uint32_t next_vid;              /* (atomic: sftp_open_early takes one) */
+	uint32_t next_vid;              /* (atomic: sftp_msg_early_handle takes one) */
 	struct hmodel hm;
 	bool reiniting;                 /* only internal requests go out */
 	uint64_t last_rx;               /* ms: when the server last made progress */
@@ -736,10 +740,13 @@ static bool hm_open_written(struct sftp_client *c, uint32_t id, uint32_t *slot)
 	struct hmodel *hm = &c->hm;
 	if (hm->off)
 		return false;
-	bool sure = hm->learned >= HM_LEARN && !hm->opens;
+	bool sure = hm->learned >= HM_LEARN && hm->reused >= HM_REUSED && !hm->opens;
 	if (sure) {
 		*slot = hm_next(hm);
-		sure = !slot_held(c, *slot);
+		for (guint i = 0; i < hm->free->len; i++)
+			if (g_array_index(hm->free, uint32_t, i) < *slot)
+				sure = false; /* the lowest free slot is another */
+		sure = sure && !slot_held(c, *slot);
 	}
 	struct hm_event *e = g_new(struct hm_event, 1);
 	e->open = true;
@@ -783,10 +790,12 @@ static void hm_open_answered(struct sftp_client *c, uint32_t id, const uint8_t *
 			hm_off(c, "the server's handle was not the one foreseen");
 			return;
 		}
-		if (hm->free->len && want == g_array_index(hm->free, uint32_t, hm->free->len - 1))
+		if (hm->free->len) {
 			g_array_set_size(hm->free, hm->free->len - 1);
-		else
+			hm->reused++;
+		} else {
 			hm->count++;
+		}
 		hm->learned++;
 	}
 	hm_settle(c);
