@@ -30,7 +30,7 @@ import time
 
 # packet types
 INIT, VERSION, OPEN, CLOSE, READ, WRITE, LSTAT, FSTAT = 1, 2, 3, 4, 5, 6, 7, 8
-OPENDIR, READDIR, REALPATH, STAT, READLINK = 11, 12, 16, 17, 19
+SETSTAT, FSETSTAT, OPENDIR, READDIR, REALPATH, STAT, READLINK = 9, 10, 11, 12, 16, 17, 19
 STATUS, HANDLE, DATA, NAME, ATTRS = 101, 102, 103, 104, 105
 # status codes
 OK, EOF, NO_SUCH_FILE, PERMISSION_DENIED, FAILURE, OP_UNSUPPORTED = 0, 1, 2, 3, 4, 8
@@ -70,7 +70,12 @@ SCENARIOS = {
     "version_never": "no VERSION: INIT is never answered",
     "init_silent": "an unsolicited reply to an 'evil' request on the first connection; "
                    "on every later one, INIT is never answered",
+    # handles given by another rule than OpenSSH's (the slot freed last); the
+    # directory is writable (OPEN to write or create, WRITE, FSETSTAT)
+    "handles_lowest": "writable; a handle is the lowest free slot (older OpenSSH)",
+    "handles_fresh": "writable; a handle is never given twice (a counter from 0)",
 }
+WRITABLE = ("handles_lowest", "handles_fresh")
 
 
 def u32(v):
@@ -198,6 +203,8 @@ class Conn:
              STAT: self.stat, FSTAT: self.fstat, OPENDIR: self.opendir,
              READDIR: self.readdir, REALPATH: self.realpath,
              READLINK: self.readlink}.get(t)
+        if self.srv.scenario in WRITABLE:
+            h = {WRITE: self.write, FSETSTAT: self.fsetstat}.get(t, h)
         if h is None:
             return self.reply(STATUS, status_body(rid, OP_UNSUPPORTED, "unsupported"))
         h(rid, r)
@@ -300,19 +307,31 @@ class Conn:
         _, vp = self.local(r.string())
         self.reply(NAME, u32(rid) + u32(1) + sstr(vp) + sstr(vp) + u32(0))
 
-    def new_handle(self, rid, lp, vp, kind):
-        hid = u32(self.next_handle)
-        self.next_handle += 1
-        self.handles[hid] = {"local": lp, "path": vp, "kind": kind, "pos": 0}
+    def new_handle(self, rid, lp, vp, kind, fd=None):
+        if self.srv.scenario == "handles_lowest":
+            n = 0
+            while u32(n) in self.handles:
+                n += 1
+            hid = u32(n)
+        elif self.srv.scenario == "handles_fresh":
+            hid = u32(self.next_handle - 1)
+            self.next_handle += 1
+        else:
+            hid = u32(self.next_handle)
+            self.next_handle += 1
+        self.handles[hid] = {"local": lp, "path": vp, "kind": kind, "pos": 0, "fd": fd}
         sc = self.srv.scenario
         if self.evil(vp):
             if sc == "handle_4g":
                 self.fire(sc)
-                return self.reply(HANDLE, u32(rid) + u32(0xFFFFFFFF) + hid)
+                self.reply(HANDLE, u32(rid) + u32(0xFFFFFFFF) + hid)
+                return hid
             if sc == "handle_long":
                 self.fire(sc)
-                return self.reply(HANDLE, u32(rid) + sstr(hid + b"H" * 296))
+                self.reply(HANDLE, u32(rid) + sstr(hid + b"H" * 296))
+                return hid
         self.reply(HANDLE, u32(rid) + sstr(hid))
+        return hid
 
     def opendir(self, rid, r):
         lp, vp = self.local(r.string())
@@ -320,22 +339,65 @@ class Conn:
             names = sorted(os.listdir(lp))
         except OSError as e:
             return self.reply(STATUS, status_body(rid, errno_status(e), e.strerror))
-        self.new_handle(rid, lp, vp, "dir")
-        if not self.evil(vp) or self.srv.scenario not in ("handle_4g", "handle_long"):
-            self.handles[u32(self.next_handle - 1)]["names"] = [".", ".."] + names
+        hid = self.new_handle(rid, lp, vp, "dir")
+        self.handles[hid]["names"] = [".", ".."] + names
 
     def open(self, rid, r):
         lp, vp = self.local(r.string())
         pflags = r.u32()
+        if self.srv.scenario in WRITABLE and pflags & 0x2:
+            return self.open_write(rid, r, lp, vp, pflags)
         if pflags & ~0x1:
             return self.reply(STATUS, status_body(rid, PERMISSION_DENIED, "read-only"))
         if not os.path.isfile(lp):
             return self.reply(STATUS, status_body(rid, NO_SUCH_FILE, "no such file"))
         self.new_handle(rid, lp, vp, "file")
 
-    def close(self, rid, r):
-        self.handles.pop(r.string(), None)
+    def open_write(self, rid, r, lp, vp, pflags):
+        flags, perm = os.O_WRONLY, 0o644
+        for bit, f in ((0x4, os.O_APPEND), (0x8, os.O_CREAT), (0x10, os.O_TRUNC), (0x20, os.O_EXCL)):
+            if pflags & bit:
+                flags |= f
+        if r.u32() & 0x4:  # attrs: PERMISSIONS (after SIZE, UIDGID when present)
+            perm = r.u32() & 0o7777
+        try:
+            fd = os.open(lp, flags, perm)
+        except OSError as e:
+            return self.reply(STATUS, status_body(rid, errno_status(e), e.strerror))
+        self.new_handle(rid, lp, vp, "file", fd)
+
+    def write(self, rid, r):
+        h = self.handles.get(r.string())
+        off, data = r.u64(), r.string()
+        if h is None or h.get("fd") is None:
+            return self.reply(STATUS, status_body(rid, FAILURE, "bad handle"))
+        os.pwrite(h["fd"], data, off)
         self.reply(STATUS, status_body(rid, OK, "ok"))
+
+    def fsetstat(self, rid, r):
+        h = self.handles.get(r.string())
+        if h is None:
+            return self.reply(STATUS, status_body(rid, FAILURE, "bad handle"))
+        flags = r.u32()
+        try:
+            if flags & 0x1:
+                os.ftruncate(h["fd"], r.u64())
+            if flags & 0x2:
+                os.fchown(h["fd"], r.u32(), r.u32())
+            if flags & 0x4:
+                os.fchmod(h["fd"], r.u32() & 0o7777)
+            if flags & 0x8:
+                at, mt = r.u32(), r.u32()
+                os.utime(h["fd"], (at, mt))
+        except OSError as e:
+            return self.reply(STATUS, status_body(rid, errno_status(e), e.strerror))
+        self.reply(STATUS, status_body(rid, OK, "ok"))
+
+    def close(self, rid, r):
+        h = self.handles.pop(r.string(), None)
+        if h is not None and h.get("fd") is not None:
+            os.close(h["fd"])
+        self.reply(STATUS, status_body(rid, OK if h is not None else FAILURE, "ok"))
 
     def entry(self, name, st):
         return sstr(name) + sstr(name) + attrs_of(st)

@@ -474,3 +474,55 @@ def test_mount_from_a_server_that_never_answers_init(hostile):
     assert status == 1
     assert not mounted(h.mnt)
     assert "no answer from the server for 30 s" in h.log()
+
+
+# --------------------------------------------------------------------------
+# a server whose handles follow another rule than OpenSSH's sftp-server
+# (the slot freed last), which hashi learns in order to send a new file's
+# writes before the server names its handle
+
+CREATES_BEHIND = """
+d = m / 'okdir'
+fd = os.open(d / 'first', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # waits, and teaches
+os.close(fd)
+os.listdir(d)
+made = {}
+def new(name, data):
+    fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    made[name] = data
+for i in range(8):  # slots freed and given again: what hashi learns from
+    new('w%d' % i, b'w%d;' % i * 10)
+for k in range(6):
+    # three slots freed in order, then in reverse: the slot freed last is
+    # the lowest free one only in the second case
+    held = [os.open(d / ('w%d' % j), os.O_RDONLY) for j in range(3)]
+    for fd in held:
+        os.close(fd)
+    new('n%d' % k, b'n%d;' % k * 100)
+    held = [os.open(d / ('w%d' % j), os.O_RDONLY) for j in range(3)]
+    for fd in reversed(held):
+        os.close(fd)
+    new('r%d' % k, b'r%d;' % k * 100)
+result = made
+"""
+
+
+@pytest.mark.parametrize("scenario", ["handles_lowest", "handles_fresh"])
+def test_creates_behind_on_handles_of_another_rule(hostile, scenario):
+    """Every file created behind arrives whole and no close fails: hashi
+    sends on a handle it foresees only where this server's rule and
+    OpenSSH's agree (lowest free slot), or never (no slot given twice)."""
+    h = hostile(scenario)
+    kind, val = h.op(f"(exec({CREATES_BEHIND!r}, g := {{'m': m, 'os': os}}), g['result'])[1]")
+    assert kind == "ok", f"errno {val}: {h.log()}"
+    made = eval(val)  # noqa: S307 - our own repr of a dict of bytes
+    assert len(made) == 20
+    for name, data in made.items():
+        assert (h.export / "okdir" / name).read_bytes() == data, name
+    assert "not the one foreseen" not in h.log()
+    h.check_alive_and_bounded()
+    assert h.finish() == 0
