@@ -1413,6 +1413,9 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 	}
 	libssh2_session_set_timeout(s, 0);
 	log_debug("Remote protocol version: %s", libssh2_session_banner_get(s));
+	log_debug("cipher %s, MAC %s; AES-CTR contexts with batched keystream: %d",
+		  libssh2_session_methods(s, LIBSSH2_METHOD_CRYPT_CS),
+		  libssh2_session_methods(s, LIBSSH2_METHOD_MAC_CS), transport_ctr_batched());
 
 	log_progress("checking the host key of %s", hostname);
 	if (verify_host_key(st, t, hostname, portnum, proxied, err, errlen) < 0)
