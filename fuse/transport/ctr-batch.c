@@ -18,7 +18,7 @@
  * such a context comes through here. The wire is unchanged.
  *
  * It works by interposition: hashi's executable defines EVP_CipherInit,
- * EVP_Cipher and EVP_CIPHER_CTX_free, which the dynamic linker resolves
+ * EVP_Cipher, EVP_CIPHER_CTX_free and EVP_CIPHER_CTX_reset, which the dynamic linker resolves
  * ahead of libcrypto's for libssh2 (and for hashi), and each forwards to
  * libcrypto's own through dlsym(RTLD_NEXT). Only contexts initialised
  * with EVP_CipherInit (the legacy call, which only libssh2 makes in this
@@ -59,10 +59,12 @@ typedef int (*cipher_init_fn)(EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsign
 			      const unsigned char *, int);
 typedef int (*cipher_fn)(EVP_CIPHER_CTX *, unsigned char *, const unsigned char *, unsigned int);
 typedef void (*ctx_free_fn)(EVP_CIPHER_CTX *);
+typedef int (*ctx_reset_fn)(EVP_CIPHER_CTX *);
 
 static cipher_init_fn real_init;
 static cipher_fn real_cipher;
 static ctx_free_fn real_free;
+static ctx_reset_fn real_reset;
 static bool disabled;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -86,9 +88,10 @@ static void resolve(void)
 	real_init = (cipher_init_fn)next_symbol("EVP_CipherInit");
 	real_cipher = (cipher_fn)next_symbol("EVP_Cipher");
 	real_free = (ctx_free_fn)next_symbol("EVP_CIPHER_CTX_free");
+	real_reset = (ctx_reset_fn)next_symbol("EVP_CIPHER_CTX_reset");
 	const char *e = getenv("HASHI_NO_CTR_BATCH");
 	disabled = e != NULL && e[0] != '\0' && strcmp(e, "0") != 0;
-	if (real_init == NULL || real_cipher == NULL || real_free == NULL)
+	if (real_init == NULL || real_cipher == NULL || real_free == NULL || real_reset == NULL)
 		abort(); /* libcrypto is linked in: this cannot happen */
 }
 
@@ -245,6 +248,15 @@ __attribute__((visibility("default"))) void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *
 	if (ctx != NULL)
 		release(ctx);
 	real_free(ctx);
+}
+
+/* (libssh2 does not reset its contexts; whoever does gets a plain one.) */
+__attribute__((visibility("default"))) int EVP_CIPHER_CTX_reset(EVP_CIPHER_CTX *ctx)
+{
+	pthread_once(&once, resolve);
+	if (ctx != NULL)
+		release(ctx);
+	return real_reset(ctx);
 }
 
 int transport_ctr_batched(void)

@@ -94,6 +94,29 @@ static void test_many(void)
 	g_assert_cmpint(transport_ctr_batched(), ==, 0);
 }
 
+/* A reset context is a plain one again: reused through EVP_CipherInit_ex
+ * it must give libcrypto's bytes, not the old batch's. */
+static void test_reset(void)
+{
+	unsigned char key[16] = { 3 }, iv[16] = { 4 }, in[64] = { 0 }, a[64], b[64];
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new(), *ref = EVP_CIPHER_CTX_new();
+	g_assert_cmpint(EVP_CipherInit(c, EVP_aes_128_ctr(), key, iv, 1), ==, 1);
+	g_assert_cmpint(EVP_Cipher(c, a, in, 16), ==, 16);
+	g_assert_cmpint(transport_ctr_batched(), ==, 1);
+	g_assert_cmpint(EVP_CIPHER_CTX_reset(c), ==, 1);
+	g_assert_cmpint(transport_ctr_batched(), ==, 0);
+	key[0] = 5;
+	g_assert_cmpint(EVP_CipherInit_ex(c, EVP_aes_128_ctr(), NULL, key, iv, 1), ==, 1);
+	g_assert_cmpint(EVP_CipherInit_ex(ref, EVP_aes_128_ctr(), NULL, key, iv, 1), ==, 1);
+	for (int i = 0; i < 4; i++) {
+		g_assert_cmpint(EVP_Cipher(c, a + 16 * i, in + 16 * i, 16), !=, -1);
+		g_assert_cmpint(EVP_Cipher(ref, b + 16 * i, in + 16 * i, 16), !=, -1);
+	}
+	g_assert_true(memcmp(a, b, sizeof(a)) == 0);
+	EVP_CIPHER_CTX_free(c);
+	EVP_CIPHER_CTX_free(ref);
+}
+
 /* HASHI_NO_CTR_BATCH=1 leaves every context to libcrypto. */
 static void test_disabled(void)
 {
@@ -112,6 +135,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/ctr-batch/ctr", test_ctr);
 	g_test_add_func("/ctr-batch/cbc-untouched", test_cbc_untouched);
 	g_test_add_func("/ctr-batch/many", test_many);
+	g_test_add_func("/ctr-batch/reset", test_reset);
 	g_test_add_func("/ctr-batch/disabled", test_disabled);
 	return g_test_run();
 }
