@@ -10,8 +10,9 @@
  *    unsent must be repeated before any other libssh2 call, or libssh2
  *    answers LIBSSH2_ERROR_BAD_USE (transport.c send_existing). We remember
  *    which call that was (AGAIN_READ or AGAIN_WRITE) and repeat it first.
- *  - libssh2_channel_read is always called with the same length, into our
- *    own buffer, which read() then hands out.
+ *  - libssh2_channel_read is always called with the same length (RBUF_SIZE):
+ *    into the caller's buffer when it has room for that much, else into
+ *    our own buffer, which read() then hands out.
  *  - a write that returned EAGAIN has already taken the caller's bytes (they
  *    are encrypted in libssh2's output buffer), so the bytes are copied into
  *    our write buffer and reported as accepted; later calls flush that
@@ -1413,6 +1414,9 @@ struct transport *transport_ssh_connect(const struct ssh_target *t, bool *rsa_on
 	}
 	libssh2_session_set_timeout(s, 0);
 	log_debug("Remote protocol version: %s", libssh2_session_banner_get(s));
+	log_debug("cipher %s, MAC %s; AES-CTR contexts with batched keystream: %d",
+		  libssh2_session_methods(s, LIBSSH2_METHOD_CRYPT_CS),
+		  libssh2_session_methods(s, LIBSSH2_METHOD_MAC_CS), transport_ctr_batched());
 
 	log_progress("checking the host key of %s", hostname);
 	if (verify_host_key(st, t, hostname, portnum, proxied, err, errlen) < 0)
@@ -1550,17 +1554,20 @@ static ssize_t write_buffered(struct transport_chan *ch)
 	return broken(ch, n, "write");
 }
 
-/* Read into rbuf, which must be empty. Returns >0, 0 for nothing now, -1
- * at end of stream, or another negative errno. */
-static ssize_t read_channel(struct transport_chan *ch)
+/* Read up to RBUF_SIZE bytes into dst: rbuf, which must then be empty, or
+ * a caller's buffer of at least RBUF_SIZE bytes (one copy less). Returns
+ * >0, 0 for nothing now, -1 at end of stream, or another negative errno. */
+static ssize_t read_channel_to(struct transport_chan *ch, unsigned char *dst)
 {
 	struct ssh_transport *st = ch->st;
-	ssize_t n = libssh2_channel_read_ex(ch->channel, 0, (char *)ch->rbuf, RBUF_SIZE);
+	ssize_t n = libssh2_channel_read_ex(ch->channel, 0, (char *)dst, RBUF_SIZE);
 	if (n > 0) {
 		if (st->again_chan == ch)
 			st->again = AGAIN_NONE;
-		ch->rpos = 0;
-		ch->rlen = (size_t)n;
+		if (dst == ch->rbuf) {
+			ch->rpos = 0;
+			ch->rlen = (size_t)n;
+		}
 		return n;
 	}
 	if (n == LIBSSH2_ERROR_EAGAIN || n == 0) {
@@ -1574,6 +1581,11 @@ static ssize_t read_channel(struct transport_chan *ch)
 		return 0;
 	}
 	return broken(ch, n, "read");
+}
+
+static ssize_t read_channel(struct transport_chan *ch)
+{
+	return read_channel_to(ch, ch->rbuf);
 }
 
 static void chan_fail(struct transport_chan *ch, const char *what)
@@ -1728,8 +1740,8 @@ static ssize_t chan_read(struct transport_chan *ch, void *buf, size_t len)
 		if (ch->wlen > 0 && (e = flush(ch)) < 0)
 			return e;
 		if (ch->rlen == 0 && st->again == AGAIN_NONE) {
-			ssize_t r = read_channel(ch);
-			if (r < -1)
+			ssize_t r = read_channel_to(ch, len >= RBUF_SIZE ? buf : ch->rbuf);
+			if (r < -1 || (r > 0 && len >= RBUF_SIZE))
 				return r;
 		}
 	}

@@ -19,6 +19,10 @@ int transport_sock_connect(const char *host, const char *port, int family, int t
 /* SO_KEEPALIVE and TCP_USER_TIMEOUT on a TCP socket (ignored on others). */
 void transport_sock_keepalive(int fd, unsigned user_timeout_ms);
 
+/* How many AES-CTR contexts have their keystream computed in batches
+ * (ctr-batch.c; 0 when HASHI_NO_CTR_BATCH=1 or the cipher is not CTR). */
+int transport_ctr_batched(void);
+
 /* Start argv (or "/bin/sh -c cmd" when shell_cmd is set) with one end of a
  * socketpair as its stdin and stdout; stderr is inherited. Returns our end
  * (blocking, close-on-exec) and the child's pid, or -1 with err set. */

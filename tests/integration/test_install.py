@@ -629,6 +629,9 @@ def test_debug_log_sftp_lines(menv, tmp_path):
     assert re.search(r"sftp \d+ -> READ\b", log)
     assert re.search(r"sftp \d+ <- DATA\b", log)
     assert re.search(r"sftp \d+ -> CLOSE\b", log)
+    # the hashi executable's EVP_Cipher took libssh2's calls (ctr-batch.c)
+    assert re.search(r"cipher aes\d+-ctr, MAC \S+; AES-CTR contexts with batched keystream: 2",
+                     log), log[:4000]
 
 
 # --------------------------------------------------------------------------

@@ -809,6 +809,39 @@ def test_bulk_with_rekeying(sshd, probe, home, tmp_path):
     assert f"bulk {n} {n}" in r.stdout
 
 
+
+BATCHED = re.compile(r"cipher (\S+), MAC (\S+); AES-CTR contexts with batched keystream: (\d+)")
+
+
+@pytest.mark.parametrize("cipher", ["aes128-ctr", "aes256-ctr"])
+def test_ctr_keystream_batched(sshd, probe, home, tmp_path, cipher):
+    """libssh2 1.10 asks OpenSSL for AES-CTR one 16-byte block at a time;
+    ctr-batch.c answers from a keystream computed 16 KiB at a time. Both of
+    the session's contexts (in and out) must be batched in the built
+    program (the interposition took), and bulk data both ways, checked by
+    sshd's and libssh2's MACs, must get through."""
+    kh = sshd.known_hosts(tmp_path / "kh")
+    r = run(probe, [*ssh_args(sshd, kh, "-o", f"Ciphers={cipher}", "-v",
+                              key=sshd.key_ed25519), "--bulk", "16"], home)
+    assert r.returncode == 0, r.stderr
+    assert f"bulk {16 << 20} {16 << 20}" in r.stdout
+    m = BATCHED.search(r.stderr)
+    assert m, r.stderr
+    assert m.group(1) == cipher
+    assert m.group(3) == "2"
+
+
+def test_ctr_keystream_batching_off(sshd, probe, home, tmp_path, monkeypatch):
+    """HASHI_NO_CTR_BATCH=1 leaves AES-CTR to libssh2 and libcrypto alone."""
+    monkeypatch.setenv("HASHI_NO_CTR_BATCH", "1")
+    kh = sshd.known_hosts(tmp_path / "kh")
+    r = run(probe, [*ssh_args(sshd, kh, "-v", key=sshd.key_ed25519), "--bulk", "4"], home)
+    assert r.returncode == 0, r.stderr
+    m = BATCHED.search(r.stderr)
+    assert m, r.stderr
+    assert m.group(3) == "0"
+
+
 # --------------------------------------------------------------------------
 # the other transports
 
