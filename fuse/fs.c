@@ -2741,13 +2741,15 @@ static void dir_opendir_cb(void *arg, struct sftp_reply *r)
 }
 
 /* Read the listing of path into the cache in the background, unless it is
- * held or on its way. */
-static void dir_fetch(struct fs *fs, const char *path)
+ * held or on its way. Returns false when DIR_FETCH_MAX are on their way
+ * already (path is not fetched). */
+static bool dir_fetch(struct fs *fs, const char *path)
 {
 	if (!cache_enabled(fs->cache))
-		return;
+		return false;
 	pthread_mutex_lock(&fs->lock);
-	bool go = fs->fetches < DIR_FETCH_MAX && !g_hash_table_contains(fs->fetching, path);
+	bool room = fs->fetches < DIR_FETCH_MAX;
+	bool go = room && !g_hash_table_contains(fs->fetching, path);
 	struct dir *d = NULL;
 	if (go) {
 		d = dir_alloc(fs, g_strdup(path), 0);
@@ -2761,7 +2763,7 @@ static void dir_fetch(struct fs *fs, const char *path)
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (!d)
-		return;
+		return room;
 	if (cache_has_dir(fs->cache, path)) {
 		/* held after all: nothing to fetch */
 		pthread_mutex_lock(&d->lock);
@@ -2769,9 +2771,10 @@ static void dir_fetch(struct fs *fs, const char *path)
 		pthread_mutex_unlock(&d->lock);
 		dir_waiters_run(fs, d);
 		dir_unref(d);
-		return;
+		return true;
 	}
 	sftp_path_req(fs->c, SSH_FXP_OPENDIR, path, dir_opendir_cb, d);
+	return true;
 }
 
 /* A lookup missed in dir: after a few, its listing is fetched, so that the
@@ -2804,18 +2807,22 @@ struct sibs {
 	GPtrArray *paths;
 };
 
+#define SIBS_MAX 4096
+
 static void sib_add(void *arg, const char *name, const struct fattr *a, double ttl)
 {
 	(void)ttl;
 	struct sibs *s = arg;
 	if ((a->v3.flags & SSH_FILEXFER_ATTR_PERMISSIONS) && S_ISDIR(a->v3.perm) &&
-	    s->paths->len < DIR_FETCH_MAX)
+	    s->paths->len < SIBS_MAX)
 		g_ptr_array_add(s->paths, join_path(s->dir, name));
 }
 
 /* The kernel opens path: once a second subdirectory of one parent is
  * opened (find, ls -R, rm -r, du), the listings of its other subdirectories
- * are fetched ahead, side by side, instead of one after the other. */
+ * are fetched ahead, side by side, instead of one after the other: at each
+ * open as many as there is room for (DIR_FETCH_MAX on their way), those
+ * after path in the listing's order (a traversal's) first. */
 static void dir_note_open(struct fs *fs, const char *path)
 {
 	if (!cache_enabled(fs->cache))
@@ -2833,10 +2840,15 @@ static void dir_note_open(struct fs *fs, const char *path)
 	if (n >= 2) {
 		struct sibs s = { .dir = parent, .paths = g_ptr_array_new_with_free_func(g_free) };
 		if (cache_peek_dir(fs->cache, parent, sib_add, &s)) {
-			for (guint i = 0; i < s.paths->len; i++) {
-				const char *p = s.paths->pdata[i];
-				if (strcmp(p, path) != 0 && !cache_has_dir(fs->cache, p))
-					dir_fetch(fs, p);
+			guint at = 0;
+			while (at < s.paths->len && strcmp(s.paths->pdata[at], path) != 0)
+				at++;
+			guint start = at < s.paths->len ? at + 1 : 0;
+			for (guint k = 0; k < s.paths->len; k++) {
+				const char *p = s.paths->pdata[(start + k) % s.paths->len];
+				if (strcmp(p, path) != 0 && !cache_has_dir(fs->cache, p) &&
+				    !dir_fetch(fs, p))
+					break; /* no room: the next open goes on */
 			}
 		}
 		g_ptr_array_free(s.paths, TRUE);

@@ -399,6 +399,29 @@ def test_find_and_stat_cost_one_listing_per_dir(dmount):
     assert lstats(dmount.requests()) == 0
 
 
+def test_find_keeps_fetching_listings_ahead(dmount):
+    """find over 48 sibling directories: after the second is opened, their
+    listings are fetched side by side, and as the traversal goes on the
+    next ones are, so that nearly every directory find opens is already
+    held, not only the first batch (DIR_FETCH_MAX at a time)."""
+    make_tree(dmount.export / "wide", 48, 3)
+    dmount.requests()
+    subprocess.run(["find", str(dmount.path / "wide")], capture_output=True, check=True)
+    text = dmount.log()[dmount.mark:]
+    dmount.requests()
+    kernel = sent = 0
+    ahead = []  # listings asked of the server, less the directories find has opened
+    for line in text.splitlines():
+        if "opcode: OPENDIR" in line:
+            kernel += 1
+            ahead.append(sent - kernel)
+        elif re.search(r"sftp \d+ -> OPENDIR", line):
+            sent += 1
+    assert kernel == 49 and sent == 49, (kernel, sent)
+    # past the first few, listings are always on their way ahead of find
+    assert min(ahead[4:40]) > 0, ahead
+
+
 def test_small_files_in_a_new_directory(dmount):
     """What tar does: mkdir, then per file a lookup of a new name, create,
     write, close, chmod and utime. The new directory's listing is known
