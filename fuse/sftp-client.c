@@ -633,7 +633,7 @@ static struct vhandle *vh_for_request(struct sftp_client *c, const struct sftp_m
 	g_queue_init(&vh->parked);
 	struct wire_reader q;
 	uint32_t u32;
-	uint8_t type;
+	uint8_t type = wire_buf_len(&m->buf) > 4 ? wire_buf_ptr(&m->buf)[4] : 0;
 	char *path = NULL;
 	const uint8_t *ext;
 	wire_reader_init(&q, wire_buf_ptr(&m->buf), wire_buf_len(&m->buf));
