@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mountfix import *  # noqa: F401,F403
+import mountfix
 from mountfix import run_as_cmd, force_unmount
 
 CM = ["ControlMaster=auto"]
@@ -233,7 +234,11 @@ def test_master_killed_borrowers_recover(menv):
         assert m3.do(write_read, m3.path / "after3", data) == data
         assert m3.do(lambda p: Path(p).read_bytes(), m3.path / "after2") == data
         print(f"\nborrowers recovered in {time.monotonic() - t0:.2f} s")
-        pid = master_pid(menv, a, cp)
+        # (the one that won the election may still be setting up its socket)
+        found = []
+        mountfix._wait_for(lambda: found.append(master_pid(menv, a, cp)) or found[-1],
+                           "a new master answering at the ControlPath", 20)
+        pid = found[-1]
         assert pid in (m2.pid, m3.pid), f"the new master is {pid}"
         other = m3 if pid == m2.pid else m2
         assert sshd_connections(menv) == before + 1, "both borrowers connected"
