@@ -87,7 +87,8 @@ struct vhandle {
  * the start of the session, freed slots given again among them; only when
  * no other OPEN is unanswered (so the slot is certain unless the model is
  * wrong); only where the rule of older versions (the lowest free slot)
- * would give the same; and never a slot we hold open: a wrong
+ * would give the same, until the server has shown it follows the newer;
+ * and never a slot we hold open: a wrong
  * guess names no open handle, and its requests fail (EIO). One wrong
  * prediction, a reconnect, or a server of other handles turns it off. */
 #define HM_LEARN 4
@@ -100,6 +101,7 @@ struct hmodel {
 	bool off;
 	unsigned learned;      /* predictions come true */
 	unsigned reused;       /* ... of a freed slot given again */
+	bool lifo;             /* ... of the slot freed last where it was not the lowest */
 	uint32_t count;        /* slots the server has made */
 	GArray *free;          /* free slots (uint32_t), the last freed last */
 	GQueue events;         /* written behind an unanswered OPEN, in order */
@@ -743,7 +745,7 @@ static bool hm_open_written(struct sftp_client *c, uint32_t id, uint32_t *slot)
 	bool sure = hm->learned >= HM_LEARN && hm->reused >= HM_REUSED && !hm->opens;
 	if (sure) {
 		*slot = hm_next(hm);
-		for (guint i = 0; i < hm->free->len; i++)
+		for (guint i = 0; i < hm->free->len && !hm->lifo; i++)
 			if (g_array_index(hm->free, uint32_t, i) < *slot)
 				sure = false; /* the lowest free slot is another */
 		sure = sure && !slot_held(c, *slot);
@@ -793,6 +795,9 @@ static void hm_open_answered(struct sftp_client *c, uint32_t id, const uint8_t *
 		if (hm->free->len) {
 			g_array_set_size(hm->free, hm->free->len - 1);
 			hm->reused++;
+			for (guint i = 0; i < hm->free->len; i++)
+				if (g_array_index(hm->free, uint32_t, i) < want)
+					hm->lifo = true; /* not the lowest: not the older rule */
 		} else {
 			hm->count++;
 		}
