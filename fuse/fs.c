@@ -501,38 +501,30 @@ static void node_remove_file(struct fs *fs, fuse_ino_t ino, struct file *f)
 /* If ino's name is gone but it is open, copy one of its handles. */
 static bool node_unlinked_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 {
-	struct file *f = NULL;
+	bool found = false;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
 	if (n && n->unlinked && n->files) {
-		f = n->files->data;
-		file_hold(f);
+		*out = *(struct file *)n->files->data;
+		found = true;
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (!f)
-		return false;
-	*out = *f;
-	file_put(f);
-	return true;
+	return found;
 }
 
 /* A copy of a handle ino is open with, if any (a setattr on it then goes
  * by handle, behind the file's writes). */
 static bool node_open_handle(struct fs *fs, fuse_ino_t ino, struct file *out)
 {
-	struct file *f = NULL;
+	bool found = false;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = g_hash_table_lookup(fs->by_ino, &ino);
 	if (n && n->files) {
-		f = n->files->data;
-		file_hold(f);
+		*out = *(struct file *)n->files->data;
+		found = true;
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (!f)
-		return false;
-	*out = *f;
-	file_put(f);
-	return true;
+	return found;
 }
 
 static bool file_known_ok(struct file *f)
